@@ -1,0 +1,538 @@
+// Command bench is Carnet's benchmark harness: it builds the server, seeds
+// each storage backend, measures read, search and create workloads at
+// several concurrencies against Carnet and against a peer FHIR engine, times
+// a big load, and writes bench/RESULTS.md.
+//
+//	go run ./bench                                               # full run
+//	go run ./bench -patients 5000 -duration 3s -load-patients 0  # quick
+//
+// See bench/README.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"carnet/bench/loadgen"
+)
+
+type options struct {
+	backends     []string
+	patients     int
+	seed         int64
+	conc         []int
+	duration     time.Duration
+	warmup       time.Duration
+	workloads    []workload
+	peer         bool
+	peerDir      string
+	peerPatients int
+	loadPatients int
+	loadPostgres bool
+	features     string
+	out          string
+	pg           string
+	pgDB         string
+	carnetBin    string
+	workdir      string
+	keep         bool
+}
+
+func main() {
+	var o options
+	var backends, conc, wls string
+	flag.StringVar(&backends, "backends", "sqlite,postgres", "Carnet storage backends to measure, comma-separated (sqlite, postgres)")
+	flag.IntVar(&o.patients, "patients", 20000, "patients seeded for the workloads (each with ~6-8 clinical resources)")
+	flag.Int64Var(&o.seed, "seed", 1, "random seed for carnet seed and the workloads' picks")
+	flag.StringVar(&conc, "conc", "1,8,64", "concurrencies (keep-alive connections), comma-separated")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per cell (workload x backend x concurrency)")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each cell")
+	flag.StringVar(&wls, "workloads", "read,search-family,search-encounter,create", "workloads to run, comma-separated")
+	flag.BoolVar(&o.peer, "peer", true, "also measure the peer FHIR engine (skipped with a note when node/npm are missing, unless CI=true)")
+	flag.StringVar(&o.peerDir, "peer-dir", "", "peer sources (default: ../shared/peer beside the repository, else /work/shared/peer)")
+	flag.IntVar(&o.peerPatients, "peer-patients", 0, "patients seeded into the peer over HTTP (0: same as -patients)")
+	flag.IntVar(&o.loadPatients, "load-patients", 758912, "patients for the timed big load on SQLite (0: skip)")
+	flag.BoolVar(&o.loadPostgres, "load-postgres", false, "also time the big load on PostgreSQL")
+	flag.StringVar(&o.features, "features", "", "passed as carnet serve --features VALUE when non-empty, and recorded")
+	flag.StringVar(&o.out, "out", "", "results file (default bench/RESULTS.md in the module)")
+	flag.StringVar(&o.pg, "pg", "postgres://postgres@127.0.0.1:5432", "PostgreSQL server for the postgres backend (no database in the URL)")
+	flag.StringVar(&o.pgDB, "pg-db", "carnet_bench", "PostgreSQL database the harness drops and recreates")
+	flag.StringVar(&o.carnetBin, "carnet", "", "use this carnet binary instead of building ./cmd/carnet")
+	flag.StringVar(&o.workdir, "workdir", "", "folder for the binary, stores and logs (default: a new temporary folder)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work folder, stores and benchmark database afterwards")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench [flags]\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fatalf("unexpected arguments %q", flag.Args())
+	}
+
+	for _, b := range splitList(backends) {
+		if b != "sqlite" && b != "postgres" {
+			fatalf("-backends: unknown backend %q (want sqlite, postgres)", b)
+		}
+		o.backends = append(o.backends, b)
+	}
+	for _, s := range splitList(conc) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			fatalf("-conc: bad concurrency %q", s)
+		}
+		o.conc = append(o.conc, n)
+	}
+	for _, s := range splitList(wls) {
+		w, ok := workloadByName(s)
+		if !ok {
+			fatalf("-workloads: unknown workload %q", s)
+		}
+		o.workloads = append(o.workloads, w)
+	}
+	if o.patients < 1 || o.duration <= 0 || o.warmup < 0 || o.loadPatients < 0 {
+		fatalf("-patients, -duration must be > 0; -warmup, -load-patients >= 0")
+	}
+	if o.peerPatients == 0 {
+		o.peerPatients = o.patients
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fatalf("interrupted")
+		}
+		fatalf("%v", err)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// commandLine is the invocation as a user would type it.
+func commandLine() string {
+	parts := []string{"go", "run", "./bench"}
+	for _, a := range os.Args[1:] {
+		if a == "" || strings.ContainsAny(a, " \t\"'$\\*?;&|<>()") {
+			a = strconv.Quote(a)
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+func moduleRoot() (string, error) {
+	gomod, err := output("", "go", "env", "GOMOD")
+	if err != nil {
+		return "", err
+	}
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the carnet module: run go run ./bench from the repository")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+func inCI() bool { return os.Getenv("CI") == "true" }
+
+type harness struct {
+	o       options
+	root    string
+	work    string
+	bin     string
+	rep     *report
+	out     string
+	bodies  [][]byte
+	started time.Time
+}
+
+func run(ctx context.Context, o options) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	h := &harness{o: o, root: root, started: time.Now()}
+	h.out = o.out
+	if h.out == "" {
+		h.out = filepath.Join(root, "bench", "RESULTS.md")
+	}
+	if o.workdir != "" {
+		h.work = o.workdir
+		if err := os.MkdirAll(h.work, 0o755); err != nil {
+			return err
+		}
+	} else {
+		if h.work, err = os.MkdirTemp("", "carnet-bench-"); err != nil {
+			return err
+		}
+		if !o.keep {
+			defer os.RemoveAll(h.work)
+		}
+	}
+	fmt.Printf("bench: work folder %s\n", h.work)
+
+	h.rep = &report{machine: machineInfo(root), command: commandLine()}
+	feat := o.features
+	if feat == "" {
+		feat = "(none)"
+	}
+	h.rep.config = [][2]string{
+		{"patients seeded for the workloads", thousands(int64(o.patients))},
+		{"measured time per cell", fmt.Sprintf("%v after %v warm-up", o.duration, o.warmup)},
+		{"features (carnet serve --features)", feat},
+	}
+	h.bodies = createBodies(uint64(o.seed), 4096)
+
+	if o.carnetBin != "" {
+		h.bin = o.carnetBin
+	} else {
+		fmt.Println("bench: go build ./cmd/carnet")
+		if h.bin, err = buildCarnet(ctx, root, h.work); err != nil {
+			return err
+		}
+	}
+
+	var pg *pgAdmin
+	needPG := o.loadPostgres
+	for _, b := range o.backends {
+		needPG = needPG || b == "postgres"
+	}
+	if needPG {
+		if pg, err = newPGAdmin(o.pg); err != nil {
+			return err
+		}
+		if _, err := pg.admin("SELECT 1"); err != nil {
+			if inCI() {
+				return fmt.Errorf("PostgreSQL unavailable: %w", err)
+			}
+			h.note(fmt.Sprintf("PostgreSQL skipped: %s", shortErr(err)))
+			pg = nil
+		}
+	}
+
+	printHeader()
+	for _, b := range o.backends {
+		if b == "postgres" && pg == nil {
+			h.skipAll(b, "no PostgreSQL")
+			continue
+		}
+		st := store{backend: b, dir: filepath.Join(h.work, "store-"+b), db: o.pgDB, pg: pg}
+		if err := h.carnetBackend(ctx, st); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Printf("bench: %s failed: %v\n", b, err)
+			h.note(fmt.Sprintf("%s: %s", b, shortErr(err)))
+		}
+		h.save()
+	}
+
+	if o.peer {
+		if err := h.peerBackend(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if inCI() {
+				return fmt.Errorf("peer: %w", err)
+			}
+			fmt.Printf("bench: peer skipped: %v\n", err)
+			h.note("peer skipped: " + shortErr(err))
+			h.skipAll("peer", "skipped")
+		}
+		h.save()
+	} else {
+		h.note("peer not measured (-peer=false)")
+	}
+
+	if o.loadPatients > 0 {
+		loads := []store{{backend: "sqlite", dir: filepath.Join(h.work, "load-sqlite")}}
+		if o.loadPostgres {
+			if pg != nil {
+				loads = append(loads, store{backend: "postgres", db: o.pgDB, pg: pg})
+			} else {
+				h.note("big load on PostgreSQL skipped: no PostgreSQL")
+			}
+		}
+		for _, st := range loads {
+			if err := h.bigLoad(ctx, st); err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			h.save()
+		}
+	}
+
+	h.rep.config = append(h.rep.config, [2]string{"total harness time", time.Since(h.started).Round(time.Second).String()})
+	h.save()
+	fmt.Println()
+	fmt.Println(h.rep.markdown())
+	fmt.Printf("bench: wrote %s\n", h.out)
+	return nil
+}
+
+func (h *harness) note(s string) { h.rep.notes = append(h.rep.notes, s) }
+
+func (h *harness) save() {
+	if err := h.rep.write(h.out); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: writing %s: %v\n", h.out, err)
+	}
+}
+
+func (h *harness) skipAll(backend, why string) {
+	for _, w := range h.o.workloads {
+		for _, c := range h.o.conc {
+			h.rep.rows = append(h.rep.rows, row{workload: w.name, backend: backend, conc: c, note: why})
+		}
+	}
+}
+
+func (h *harness) carnetBackend(ctx context.Context, st store) error {
+	fmt.Printf("bench: [%s] seeding %d patients\n", st.backend, h.o.patients)
+	sr, err := seed(ctx, h.bin, st, h.o.patients, h.o.seed, filepath.Join(h.work, "seed-"+st.backend+".log"))
+	sr.phase = "bench"
+	if err != nil {
+		sr.err = "see notes"
+		h.rep.seeds = append(h.rep.seeds, sr)
+		h.skipAll(st.backend, "seed failed")
+		return err
+	}
+	h.rep.seeds = append(h.rep.seeds, sr)
+	fmt.Printf("bench: [%s] seeded in %.1fs, %s, %s resources\n", st.backend, sr.wall.Seconds(), sizeStr(sr.size), thousands(sr.resources))
+	if !h.o.keep {
+		defer st.remove()
+	}
+
+	srv, err := serveCarnet(ctx, h.bin, st, h.o.features, filepath.Join(h.work, "serve-"+st.backend+".log"))
+	if err != nil {
+		h.skipAll(st.backend, "serve failed")
+		return err
+	}
+	defer srv.stop()
+	fmt.Printf("bench: [%s] serving %s\n", st.backend, srv.base)
+
+	c := newAPIClient(srv.base)
+	in, err := collectCarnet(ctx, c)
+	if err != nil {
+		h.skipAll(st.backend, "no inputs")
+		return err
+	}
+	h.inputsNote(st.backend, in)
+	t, err := newTarget(st.backend, srv.base, false)
+	if err != nil {
+		return err
+	}
+	return h.measure(ctx, t, in, srv)
+}
+
+func (h *harness) inputsNote(backend string, in *inputs) {
+	s := fmt.Sprintf("%s inputs: %d patient ids, %d family names (each >= %d matches), %d patients with encounters",
+		backend, len(in.patientIDs), len(in.families), in.familyMinHit, len(in.encPatients))
+	fmt.Println("bench: " + s)
+	h.note(s)
+	for _, n := range in.notes {
+		h.note(backend + ": " + n)
+	}
+}
+
+// measure runs every workload at every concurrency against t. Before a
+// workload, one probe request checks that it answers and how long one
+// request takes: a workload whose single request takes longer than the
+// measured window is not run (the peer's in-memory searches can take tens of
+// seconds). After each cell the harness waits until the server answers again,
+// so that requests still queued from a cell do not weigh on the next one.
+func (h *harness) measure(ctx context.Context, t target, in *inputs, srv *server) error {
+	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for wi, w := range h.o.workloads {
+		src, sample, err := w.sources(t, in, h.bodies, uint64(h.o.seed)+uint64(wi)*1000)
+		skip := ""
+		if err != nil {
+			skip = "no inputs"
+		} else {
+			d, status, perr := probe(ctx, hc, t, w, sample, h.bodies[0], max(2*h.o.duration, 10*time.Second))
+			switch {
+			case perr != nil:
+				skip = "probe failed"
+				h.note(fmt.Sprintf("%s on %s skipped: probe request %s failed: %s", w.name, t.name, sample, shortErr(perr)))
+			case d > h.o.duration:
+				skip = fmt.Sprintf("1 request: %.1fs", d.Seconds())
+				h.note(fmt.Sprintf("%s on %s skipped: one request (%s) took %.1fs, longer than the %v window", w.name, t.name, sample, d.Seconds(), h.o.duration))
+			case status/100 != 2:
+				fmt.Printf("  warning: probe %s answered %d\n", sample, status)
+			}
+			if perr != nil || d > h.o.duration {
+				fmt.Printf("  %s on %s skipped (%s)\n", w.name, t.name, skip)
+				h.drain(ctx, hc, t)
+			}
+		}
+		for _, c := range h.o.conc {
+			if skip != "" {
+				h.rep.rows = append(h.rep.rows, row{workload: w.name, backend: t.name, conc: c, note: skip})
+				continue
+			}
+			if !srv.alive() {
+				h.rep.rows = append(h.rep.rows, row{workload: w.name, backend: t.name, conc: c, note: "server died"})
+				continue
+			}
+			fmt.Printf("  running %s on %s, %d conn, %v + %v warm-up (e.g. %s)\n", w.name, t.name, c, h.o.duration, h.o.warmup, sample)
+			res, err := loadgen.Run(ctx, loadgen.Config{
+				Addr:            t.addr,
+				Conns:           c,
+				Warmup:          h.o.warmup,
+				Duration:        h.o.duration,
+				Grace:           time.Second,
+				NewSource:       src,
+				Header:          []string{"Accept: application/fhir+json"},
+				ExpectLatencies: int(h.o.duration.Seconds() * 30000),
+			})
+			if err != nil {
+				return err
+			}
+			x := row{workload: w.name, backend: t.name, conc: c, res: res}
+			h.rep.rows = append(h.rep.rows, x)
+			printCols(h.rep.cells(x))
+			if res.FirstError != "" {
+				fmt.Printf("    first transport error: %s\n", res.FirstError)
+			}
+			h.save()
+			h.drain(ctx, hc, t)
+			if res.Requests == 0 {
+				// Nothing completed: higher concurrencies would only queue more.
+				skip = "none at lower conc."
+			}
+		}
+	}
+	if !srv.alive() {
+		return fmt.Errorf("%s exited during the run: %v; log %s:\n%s", srv.name, srv.err, srv.logPath, tailFile(srv.logPath, 20))
+	}
+	return nil
+}
+
+// probe sends one request of workload w and times it.
+func probe(ctx context.Context, hc *http.Client, t target, w workload, path string, body []byte, timeout time.Duration) (time.Duration, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	method := "GET"
+	var rd io.Reader
+	if w.paths == nil {
+		method, rd = "POST", bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+t.addr+path, rd)
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	t0 := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return time.Since(t0), 0, fmt.Errorf("no answer in %v", timeout)
+		}
+		return time.Since(t0), 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return time.Since(t0), resp.StatusCode, err
+}
+
+// drain waits (up to 10 minutes) until the server answers GET metadata, i.e.
+// until a single-threaded server has worked through requests queued by
+// connections the load generator already closed.
+func (h *harness) drain(ctx context.Context, hc *http.Client, t target) {
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+t.addr+t.prefix+"/metadata", nil)
+	if err != nil {
+		return
+	}
+	resp, err := hc.Do(req)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		fmt.Printf("    waited %.0fs for %s to work through queued requests\n", d.Seconds(), t.name)
+	}
+}
+
+func (h *harness) peerBackend(ctx context.Context) error {
+	src, err := findPeerDir(h.o.peerDir, h.root)
+	if err != nil {
+		return err
+	}
+	dir, err := installPeer(ctx, src, filepath.Join(h.work, "peer-npm.log"))
+	if err != nil {
+		return err
+	}
+	srv, err := startPeer(ctx, dir, filepath.Join(h.work, "peer.log"))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	fmt.Printf("bench: [peer] serving %s; seeding %d patients over HTTP\n", srv.base, h.o.peerPatients)
+	c := newAPIClient(srv.base)
+	in, wall, n, err := seedPeer(ctx, c, h.o.peerPatients, h.o.seed)
+	h.rep.seeds = append(h.rep.seeds, seedResult{phase: "bench", backend: "peer", patients: h.o.peerPatients, resources: n, wall: wall})
+	if err != nil {
+		return fmt.Errorf("seeding the peer: %w", err)
+	}
+	h.inputsNote("peer", in)
+	h.note(fmt.Sprintf("peer: Medplum FHIR router over its in-memory repository (%s), seeded over HTTP with %d patients and their encounters only (%d resources)", src, h.o.peerPatients, n))
+	t, err := newTarget("peer", srv.base, true)
+	if err != nil {
+		return err
+	}
+	return h.measure(ctx, t, in, srv)
+}
+
+func (h *harness) bigLoad(ctx context.Context, st store) error {
+	if st.backend == "sqlite" {
+		var fs syscall.Statfs_t
+		if syscall.Statfs(h.work, &fs) == nil {
+			free := int64(fs.Bavail) * int64(fs.Bsize)
+			fmt.Printf("bench: %s free in %s\n", sizeStr(free), h.work)
+		}
+	}
+	fmt.Printf("bench: [%s] big load: carnet seed of %d patients\n", st.backend, h.o.loadPatients)
+	sr, err := seed(ctx, h.bin, st, h.o.loadPatients, h.o.seed, filepath.Join(h.work, "load-"+st.backend+".log"))
+	sr.phase = "load"
+	if !h.o.keep {
+		defer st.remove()
+	}
+	if err != nil {
+		sr.err = "see notes"
+		h.rep.seeds = append(h.rep.seeds, sr)
+		h.note(fmt.Sprintf("big load on %s failed: %s", st.backend, shortErr(err)))
+		fmt.Printf("bench: big load on %s failed: %v\n", st.backend, err)
+		return err
+	}
+	h.rep.seeds = append(h.rep.seeds, sr)
+	fmt.Printf("bench: [%s] loaded %d patients in %.1fs (%.0f patients/s), %s resources, %s on disk\n",
+		st.backend, sr.patients, sr.wall.Seconds(), float64(sr.patients)/sr.wall.Seconds(), thousands(sr.resources), sizeStr(sr.size))
+	return nil
+}

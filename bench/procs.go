@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// server is a child process serving HTTP (carnet serve or the peer).
+type server struct {
+	name    string
+	cmd     *exec.Cmd
+	base    string // base URL, e.g. http://127.0.0.1:8080/fhir
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startServer runs cmd, copying stdout and stderr to logPath, and waits until
+// a stdout line matches ready (whose first submatch, or whole match, is the
+// base URL) or the timeout passes.
+func startServer(ctx context.Context, name string, cmd *exec.Cmd, logPath string, ready *regexp.Regexp, timeout time.Duration) (*server, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &server{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	urlc := make(chan string, 1)
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		found := false
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logf, line)
+			if !found {
+				if m := ready.FindStringSubmatch(line); m != nil {
+					found = true
+					u := m[0]
+					if len(m) > 1 {
+						u = m[1]
+					}
+					urlc <- u
+				}
+			}
+		}
+		io.Copy(io.Discard, out)
+	}()
+	go func() {
+		<-copied
+		s.err = cmd.Wait()
+		logf.Close()
+		close(s.done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case u := <-urlc:
+		s.base = strings.TrimRight(u, "/")
+		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("%s exited before it was ready (%v); log %s:\n%s", name, s.err, logPath, tailFile(logPath, 20))
+	case <-t.C:
+		s.stop()
+		return nil, fmt.Errorf("%s not ready after %v; log %s:\n%s", name, timeout, logPath, tailFile(logPath, 20))
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// stop sends SIGINT, then SIGKILL if the process has not exited in 15s.
+func (s *server) stop() {
+	if s == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+func (s *server) alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// runLogged runs cmd with stdout and stderr appended to logPath and returns
+// the wall time. On failure the error carries the log's tail.
+func runLogged(ctx context.Context, cmd *exec.Cmd, logPath string) (time.Duration, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	t0 := time.Now()
+	err = cmd.Start()
+	if err == nil {
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		select {
+		case err = <-waited:
+		case <-ctx.Done():
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case err = <-waited:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				err = <-waited
+			}
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+	}
+	d := time.Since(t0)
+	if err != nil {
+		logf.Sync()
+		return d, fmt.Errorf("%s: %w; log %s:\n%s", strings.Join(cmd.Args, " "), err, logPath, tailFile(logPath, 20))
+	}
+	return d, nil
+}
+
+// tailFile returns the last n lines of a file (progress lines written with
+// \r count as separate lines).
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	b = bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var keep []string
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	return "    " + strings.Join(keep, "\n    ")
+}
+
+// output runs a short command and returns its trimmed stdout.
+func output(dir string, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
+		}
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+var errSkip = errors.New("skipped")

@@ -1,0 +1,463 @@
+// Package api is the HTTP face of Carnet: the FHIR R4 REST API under /fhir.
+//
+// Every request takes the same path (DESIGN.md §3): authenticate, authorize,
+// guard, store, audit, respond. Handlers compute everything a response will
+// disclose before anything is written to the client, and all responses leave
+// through the respond* functions, so the later stages have one place to sit.
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"carnet/internal/fhir"
+	"carnet/internal/record"
+	"carnet/internal/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	// BaseURL is the public base of the FHIR API ("https://ehr.example/fhir").
+	// Empty: derived from each request's Host.
+	BaseURL string
+	// MaxBody bounds request bodies (bytes). Default 8 MiB.
+	MaxBody int64
+	Logger  *slog.Logger
+	Version string
+}
+
+// Server serves the FHIR API.
+type Server struct {
+	rec  *record.Service
+	st   store.Store
+	opt  Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+	caps []byte
+}
+
+// New returns a Server over st.
+func New(st store.Store, opt Options) *Server {
+	if opt.MaxBody <= 0 {
+		opt.MaxBody = 8 << 20
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{rec: record.New(st), st: st, opt: opt, log: opt.Logger, mux: http.NewServeMux()}
+	s.caps = capabilityStatement(opt.Version)
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /fhir/metadata", s.metadata)
+	m.HandleFunc("POST /fhir", s.bundle)
+	m.HandleFunc("POST /fhir/{$}", s.bundle)
+	m.HandleFunc("GET /fhir/{type}", s.search)
+	m.HandleFunc("POST /fhir/{type}/_search", s.search)
+	m.HandleFunc("POST /fhir/{type}", s.create)
+	m.HandleFunc("GET /fhir/{type}/{id}", s.read)
+	m.HandleFunc("PUT /fhir/{type}/{id}", s.update)
+	m.HandleFunc("DELETE /fhir/{type}/{id}", s.delete)
+	m.HandleFunc("GET /fhir/{type}/{id}/_history", s.history)
+	m.HandleFunc("GET /fhir/{type}/{id}/_history/{vid}", s.vread)
+	m.HandleFunc("/fhir/", s.notFound)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", v)
+			s.fail(w, r, &fhir.Error{Status: 500, Code: "exception", Msg: "internal error"})
+		}
+	}()
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	if !acceptsJSON(r) {
+		s.fail(w, r, fhir.Errorf(http.StatusNotAcceptable, "not-supported", "only JSON (application/fhir+json) is supported"))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Routes lists the method+pattern of every registered route (for tests that
+// must cover them all).
+func Routes() []string {
+	return []string{"GET /fhir/metadata", "POST /fhir", "GET /fhir/{type}", "POST /fhir/{type}/_search", "POST /fhir/{type}",
+		"GET /fhir/{type}/{id}", "PUT /fhir/{type}/{id}", "DELETE /fhir/{type}/{id}", "GET /fhir/{type}/{id}/_history",
+		"GET /fhir/{type}/{id}/_history/{vid}"}
+}
+
+const fhirJSON = "application/fhir+json; charset=utf-8"
+
+func acceptsJSON(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	if a == "" {
+		return true
+	}
+	for part := range strings.SplitSeq(a, ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		switch strings.TrimSpace(mt) {
+		case "*/*", "application/*", "application/json", "application/fhir+json", "application/json+fhir", "text/*", "text/plain", "text/html":
+			return true
+		}
+	}
+	return false
+}
+
+// base returns the absolute base URL of the FHIR API for links.
+func (s *Server) base(r *http.Request) string {
+	if s.opt.BaseURL != "" {
+		return strings.TrimSuffix(s.opt.BaseURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/fhir"
+}
+
+// fail answers with an OperationOutcome.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	fe := fhir.AsError(err)
+	if fe.Status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	s.respond(w, fe.Status, fe.Outcome().JSON())
+}
+
+// respond writes a JSON body with its length.
+func (s *Server) respond(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", fhirJSON)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// respondResource writes one stored resource with its ETag and Last-Modified.
+func (s *Server) respondResource(w http.ResponseWriter, status int, res *store.Resource) {
+	h := w.Header()
+	h.Set("ETag", `W/"`+strconv.Itoa(res.Version)+`"`)
+	h.Set("Last-Modified", res.Updated.Format(http.TimeFormat))
+	s.respond(w, status, res.Data)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/")
+	if len(parts) > 0 && parts[0] != "" && !strings.HasPrefix(parts[0], "_") && !strings.HasPrefix(parts[0], "$") {
+		if err := fhir.CheckType(parts[0]); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if len(parts) <= 4 {
+			s.fail(w, r, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "%s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+	}
+	s.fail(w, r, fhir.NotFound("no such endpoint: %s %s", r.Method, r.URL.Path))
+}
+
+// typeAndID validates the path's type (and id when present).
+func typeAndID(r *http.Request) (typ, id string, err error) {
+	typ, id = r.PathValue("type"), r.PathValue("id")
+	if e := fhir.CheckType(typ); e != nil {
+		return "", "", e
+	}
+	if r.Pattern != "" && strings.Contains(r.Pattern, "{id}") && !fhir.ValidID(id) {
+		return "", "", fhir.Invalid("id", "invalid resource id %q", clip(id))
+	}
+	return typ, id, nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// readBody reads a JSON request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir") {
+			return nil, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type must be application/fhir+json, not %q", clip(ct))
+		}
+	}
+	if r.ContentLength > s.opt.MaxBody {
+		return nil, fhir.ErrTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fhir.ErrTooLarge
+		}
+		return nil, fhir.Invalid("", "could not read the request body")
+	}
+	return body, nil
+}
+
+func (s *Server) readResource(w http.ResponseWriter, r *http.Request) (fhir.Resource, error) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return fhir.Parse(body)
+}
+
+func ifMatch(r *http.Request) (int, error) {
+	v := r.Header.Get("If-Match")
+	if v == "" {
+		return 0, nil
+	}
+	return record.ParseETag(v)
+}
+
+// preferReturn reads Prefer: return=minimal|representation|OperationOutcome.
+func preferReturn(r *http.Request) string {
+	for _, v := range r.Header.Values("Prefer") {
+		for part := range strings.SplitSeq(v, ",") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == "return" {
+				return strings.Trim(val, `"`)
+			}
+		}
+	}
+	return "representation"
+}
+
+func preferStrict(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for part := range strings.SplitSeq(v, ",") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == "handling" && strings.Trim(val, `"`) == "strict" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	s.respond(w, http.StatusOK, s.caps)
+}
+
+func (s *Server) read(w http.ResponseWriter, r *http.Request) {
+	typ, id, err := typeAndID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.st.Read(r.Context(), typ, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.fail(w, r, fhir.NotFound("%s/%s does not exist", typ, id))
+	case err != nil:
+		s.fail(w, r, err)
+	case res.Deleted:
+		s.fail(w, r, fhir.Errorf(http.StatusGone, "deleted", "%s/%s was deleted", typ, id))
+	default:
+		s.respondResource(w, http.StatusOK, res)
+	}
+}
+
+func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
+	typ, id, err := typeAndID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v, err := strconv.Atoi(r.PathValue("vid"))
+	if err != nil || v < 1 {
+		s.fail(w, r, fhir.Invalid("vid", "version must be a positive whole number, not %q", clip(r.PathValue("vid"))))
+		return
+	}
+	res, err := s.st.ReadVersion(r.Context(), typ, id, v)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.fail(w, r, fhir.NotFound("%s/%s has no version %d", typ, id, v))
+	case err != nil:
+		s.fail(w, r, err)
+	case res.Deleted:
+		s.fail(w, r, fhir.Errorf(http.StatusGone, "deleted", "version %d of %s/%s is a deletion", v, typ, id))
+	default:
+		s.respondResource(w, http.StatusOK, res)
+	}
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request) {
+	typ, _, err := typeAndID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.readResource(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, has := res["id"]; has {
+		delete(res, "id") // FHIR: the server assigns the id of a created resource
+	}
+	out, err := s.rec.Create(r.Context(), typ, res)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.written(w, r, out)
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request) {
+	typ, id, err := typeAndID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	im, err := ifMatch(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.readResource(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.rec.Update(r.Context(), typ, id, res, im)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.written(w, r, out)
+}
+
+// written answers a successful create or update.
+func (s *Server) written(w http.ResponseWriter, r *http.Request, out *record.Outcome) {
+	res := out.Resource
+	status := http.StatusOK
+	if out.Created {
+		status = http.StatusCreated
+		w.Header().Set("Location", s.base(r)+"/"+res.Type+"/"+res.ID+"/_history/"+strconv.Itoa(res.Version))
+	}
+	switch preferReturn(r) {
+	case "minimal":
+		h := w.Header()
+		h.Set("ETag", `W/"`+strconv.Itoa(res.Version)+`"`)
+		h.Set("Last-Modified", res.Updated.Format(http.TimeFormat))
+		w.WriteHeader(status)
+	case "OperationOutcome":
+		msg := "updated"
+		if out.Created {
+			msg = "created"
+		} else if out.NoChange {
+			msg = "unchanged: identical to the current version"
+		}
+		w.Header().Set("ETag", `W/"`+strconv.Itoa(res.Version)+`"`)
+		s.respond(w, status, fhir.NewOutcome("information", "informational", res.Type+"/"+res.ID+" "+msg).JSON())
+	default:
+		s.respondResource(w, status, res)
+	}
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	typ, id, err := typeAndID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	im, err := ifMatch(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.rec.Delete(r.Context(), typ, id, im)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", `W/"`+strconv.Itoa(out.Resource.Version)+`"`)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	typ, id, err := typeAndID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit := 100
+	if c := r.URL.Query().Get("_count"); c != "" {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			s.fail(w, r, fhir.Invalid("_count", "expected a whole number >= 1"))
+			return
+		}
+		limit = min(n, fhir.MaxCount)
+	}
+	versions, err := s.st.History(r.Context(), typ, id, limit)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, fhir.NotFound("%s/%s does not exist", typ, id))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	base := s.base(r)
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Bundle","type":"history","total":`)
+	b.WriteString(strconv.Itoa(versions[0].Version))
+	b.WriteString(`,"entry":[`)
+	for i, v := range versions {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"fullUrl":`)
+		writeJSONString(&b, base+"/"+typ+"/"+id)
+		if !v.Deleted {
+			b.WriteString(`,"resource":`)
+			b.Write(v.Data)
+		}
+		method, status := "PUT", "200 OK"
+		switch {
+		case v.Deleted:
+			method, status = "DELETE", "204 No Content"
+		case v.Version == 1:
+			method, status = "POST", "201 Created"
+		}
+		b.WriteString(`,"request":{"method":"` + method + `","url":`)
+		writeJSONString(&b, typ+"/"+id)
+		b.WriteString(`},"response":{"status":"` + status + `","etag":"W/\"` + strconv.Itoa(v.Version) + `\"","lastModified":"` + fhir.FormatInstant(v.Updated) + `"}}`)
+	}
+	b.WriteString(`]}`)
+	s.respond(w, http.StatusOK, b.Bytes())
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	enc, _ := fhir.Marshal(s)
+	b.Write(enc)
+}
+
+// withTimeout is used by long operations (transactions).
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 2*time.Minute)
+}

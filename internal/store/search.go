@@ -1,0 +1,348 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"carnet/internal/fhir"
+)
+
+// maxIncluded bounds the resources _include and _revinclude add to a page.
+const maxIncluded = 1000
+
+var idxTable = map[fhir.ParamType]string{fhir.String: "idx_str", fhir.Token: "idx_tok", fhir.Date: "idx_date", fhir.Reference: "idx_ref"}
+
+// where builds the WHERE clause of a search (without the type and deleted
+// conditions) and its arguments.
+func where(q *fhir.Query) (string, []any, error) {
+	var conds []string
+	var args []any
+	for _, f := range q.Filters {
+		c, a, err := filterSQL(&f)
+		if err != nil {
+			return "", nil, err
+		}
+		conds = append(conds, c)
+		args = append(args, a...)
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+func filterSQL(f *fhir.Filter) (string, []any, error) {
+	if f.Modifier == "missing" {
+		if f.Param == nil {
+			return "", nil, fhir.Invalid(f.Name, ":missing is not supported on %s", f.Name)
+		}
+		not := ""
+		if f.Values[0].S == "true" {
+			not = "NOT "
+		}
+		pc, pa := pIn(f.Param)
+		return not + "EXISTS (SELECT 1 FROM " + idxTable[f.Type] + " x WHERE " + pc + " AND x.pk = r.pk)", pa, nil
+	}
+	switch f.Name {
+	case "_id":
+		ph := make([]string, len(f.Values))
+		args := make([]any, len(f.Values))
+		for i, v := range f.Values {
+			ph[i], args[i] = "?", v.S
+		}
+		return "r.id IN (" + strings.Join(ph, ",") + ")", args, nil
+	case "_lastUpdated":
+		var ors []string
+		var args []any
+		for _, v := range f.Values {
+			c, a := dateCond(v, "r.updated", "r.updated", 1_000_000)
+			ors = append(ors, c)
+			args = append(args, a...)
+		}
+		return "(" + strings.Join(ors, " OR ") + ")", args, nil
+	}
+	var ors []string
+	pc, args := pIn(f.Param)
+	for _, v := range f.Values {
+		switch f.Type {
+		case fhir.String:
+			switch f.Modifier {
+			case "exact":
+				ors = append(ors, "x.v = ?")
+				args = append(args, v.S)
+			case "contains":
+				ors = append(ors, `x.v LIKE ? ESCAPE '\'`)
+				args = append(args, "%"+likeEscape(v.S)+"%")
+			default:
+				ors = append(ors, "(x.v >= ? AND x.v < ?)")
+				args = append(args, v.S, prefixEnd(v.S))
+			}
+		case fhir.Token:
+			switch {
+			case v.NoCode:
+				ors = append(ors, "x.sys = ?")
+				args = append(args, v.Sys)
+			case v.HasSys:
+				ors = append(ors, "(x.code = ? AND x.sys = ?)")
+				args = append(args, v.S, v.Sys)
+			default:
+				ors = append(ors, "x.code = ?")
+				args = append(args, v.S)
+			}
+		case fhir.Date:
+			c, a := dateCond(v, "x.lo", "x.hi", 1)
+			ors = append(ors, c)
+			args = append(args, a...)
+		case fhir.Reference:
+			ors = append(ors, "x.v = ?")
+			args = append(args, v.S)
+		}
+	}
+	return "r.pk IN (SELECT x.pk FROM " + idxTable[f.Type] + " x WHERE " + pc + " AND (" + strings.Join(ors, " OR ") + "))", args, nil
+}
+
+// pIn is the condition on x.p for a parameter (several ids for a union).
+func pIn(p *fhir.Param) (string, []any) {
+	ids := p.IndexIDs()
+	if len(ids) == 1 {
+		return "x.p = ?", []any{ids[0]}
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return "x.p IN (" + placeholders(len(ids)) + ")", args
+}
+
+// dateCond compares an indexed range [lo, hi] with a search range; scale
+// converts seconds to the column's unit (microseconds for r.updated).
+func dateCond(v fhir.Value, lo, hi string, scale int64) (string, []any) {
+	slo, shi := v.Lo*scale, v.Hi*scale+scale-1
+	switch v.Prefix {
+	case "ne":
+		return "NOT (" + lo + " >= ? AND " + hi + " <= ?)", []any{slo, shi}
+	case "gt":
+		return hi + " > ?", []any{shi}
+	case "lt":
+		return lo + " < ?", []any{slo}
+	case "ge":
+		return hi + " >= ?", []any{slo}
+	case "le":
+		return lo + " <= ?", []any{shi}
+	case "sa":
+		return lo + " > ?", []any{shi}
+	case "eb":
+		return hi + " < ?", []any{slo}
+	}
+	return "(" + lo + " >= ? AND " + hi + " <= ?)", []any{slo, shi}
+}
+
+// prefixEnd returns the smallest string greater than every string that has
+// prefix s.
+func prefixEnd(s string) string {
+	r := []rune(s)
+	for i := len(r) - 1; i >= 0; i-- {
+		if r[i] < 0x10FFFF && !(r[i] >= 0xD7FF && r[i] < 0xE000) {
+			r[i]++
+			return string(r[:i+1])
+		}
+	}
+	return s + "\U0010FFFF"
+}
+
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+func orderBy(q *fhir.Query) (string, []any) {
+	var keys []string
+	var args []any
+	for _, k := range q.Sort {
+		dir := " ASC"
+		agg := "MIN"
+		if k.Desc {
+			dir, agg = " DESC", "MAX"
+		}
+		switch k.Name {
+		case "_id":
+			keys = append(keys, "r.id"+dir)
+		case "_lastUpdated":
+			keys = append(keys, "r.updated"+dir)
+		default:
+			col := "x.v"
+			switch k.Param.Type {
+			case fhir.Token:
+				col = "x.code"
+			case fhir.Date:
+				col = "x.lo"
+				if k.Desc {
+					col = "x.hi"
+				}
+			}
+			pc, pa := pIn(k.Param)
+			keys = append(keys, "(SELECT "+agg+"("+col+") FROM "+idxTable[k.Param.Type]+" x WHERE x.pk = r.pk AND "+pc+")"+dir)
+			args = append(args, pa...)
+		}
+	}
+	keys = append(keys, "r.pk")
+	return strings.Join(keys, ", "), args
+}
+
+// Search runs a query: total, one page of matches and the included resources.
+func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
+	cond, args, err := where(q)
+	if err != nil {
+		return nil, err
+	}
+	base := "FROM resources r WHERE r.rtype = ? AND r.deleted = 0"
+	if cond != "" {
+		base += " AND " + cond
+	}
+	bargs := append([]any{q.Type}, args...)
+	page := &Page{}
+	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT COUNT(*) "+base), bargs...).Scan(&page.Total); err != nil {
+		return nil, fmt.Errorf("store: search count: %w", err)
+	}
+	if q.SummaryCount || q.Count == 0 || q.Offset >= page.Total {
+		return page, nil
+	}
+	ob, oargs := orderBy(q)
+	query := "SELECT r.pk, r.id, r.ver, r.updated, r.patient, r.data " + base + " ORDER BY " + ob + " LIMIT ? OFFSET ?"
+	all := append(append(bargs, oargs...), q.Count, q.Offset)
+	rows, err := s.rdb.QueryContext(ctx, s.q(query), all...)
+	if err != nil {
+		return nil, fmt.Errorf("store: search: %w", err)
+	}
+	var pks []int64
+	for rows.Next() {
+		r := &Resource{Type: q.Type}
+		var pk, upd int64
+		var patient *string
+		if err := rows.Scan(&pk, &r.ID, &r.Version, &upd, &patient, &r.Data); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: search: %w", err)
+		}
+		if patient != nil {
+			r.Patient = *patient
+		}
+		r.Updated = fromMicros(upd)
+		pks = append(pks, pk)
+		page.Matches = append(page.Matches, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: search: %w", err)
+	}
+	if len(pks) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
+		if page.Included, err = s.included(ctx, q, pks, page.Matches); err != nil {
+			return nil, err
+		}
+	}
+	return page, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+func (s *SQL) included(ctx context.Context, q *fhir.Query, pks []int64, matches []*Resource) ([]*Resource, error) {
+	seen := map[string]bool{}
+	for _, m := range matches {
+		seen[m.Type+"/"+m.ID] = true
+	}
+	var out []*Resource
+	pkArgs := make([]any, len(pks))
+	for i, pk := range pks {
+		pkArgs[i] = pk
+	}
+	// _include: follow the matches' references.
+	targets := map[string][]string{}
+	for _, inc := range q.Include {
+		pc, pa := pIn(inc.Param)
+		rows, err := s.rdb.QueryContext(ctx, s.q("SELECT DISTINCT x.v FROM idx_ref x WHERE "+pc+" AND x.pk IN ("+placeholders(len(pks))+")"),
+			append(pa, pkArgs...)...)
+		if err != nil {
+			return nil, fmt.Errorf("store: include: %w", err)
+		}
+		for rows.Next() {
+			var ref string
+			if err := rows.Scan(&ref); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			t, id, _ := strings.Cut(ref, "/")
+			if (inc.Target == "" || inc.Target == t) && !seen[ref] {
+				seen[ref] = true
+				targets[t] = append(targets[t], id)
+			}
+		}
+		rows.Close()
+	}
+	types := make([]string, 0, len(targets))
+	for t := range targets {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		ids := targets[t]
+		args := []any{t}
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		rs, err := s.fetch(ctx, "r.rtype = ? AND r.id IN ("+placeholders(len(ids))+")", args, maxIncluded-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	// _revinclude: resources pointing at the matches.
+	if len(q.RevInclude) > 0 {
+		refArgs := make([]any, len(matches))
+		for i, m := range matches {
+			refArgs[i] = m.Type + "/" + m.ID
+		}
+		for _, inc := range q.RevInclude {
+			if len(out) >= maxIncluded {
+				break
+			}
+			pc, pa := pIn(inc.Param)
+			args := append(append([]any{inc.Source}, pa...), refArgs...)
+			rs, err := s.fetch(ctx, "r.rtype = ? AND r.pk IN (SELECT x.pk FROM idx_ref x WHERE "+pc+" AND x.v IN ("+placeholders(len(refArgs))+"))", args, maxIncluded-len(out))
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range rs {
+				if !seen[r.Type+"/"+r.ID] {
+					seen[r.Type+"/"+r.ID] = true
+					out = append(out, r)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *SQL) fetch(ctx context.Context, cond string, args []any, limit int) ([]*Resource, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rdb.QueryContext(ctx, s.q("SELECT r.rtype, r.id, r.ver, r.updated, r.patient, r.data FROM resources r WHERE r.deleted = 0 AND "+cond+" ORDER BY r.pk LIMIT ?"), append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("store: fetch: %w", err)
+	}
+	defer rows.Close()
+	var out []*Resource
+	for rows.Next() {
+		r := &Resource{}
+		var upd int64
+		var patient *string
+		if err := rows.Scan(&r.Type, &r.ID, &r.Version, &upd, &patient, &r.Data); err != nil {
+			return nil, err
+		}
+		if patient != nil {
+			r.Patient = *patient
+		}
+		r.Updated = fromMicros(upd)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

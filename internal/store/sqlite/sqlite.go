@@ -1,0 +1,103 @@
+// Package sqlite is Carnet's embedded store: one SQLite database file in WAL
+// mode, synchronous=FULL (every acknowledged commit is fsync'd), written by
+// one connection and read by a pool. See docs/storage.md for the driver
+// choice (mattn/go-sqlite3).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/mattn/go-sqlite3"
+
+	"carnet/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// FileName is the database file inside a data directory.
+const FileName = "carnet.db"
+
+// Path returns the database path inside data directory dir.
+func Path(dir string) string { return filepath.Join(dir, FileName) }
+
+type connector struct {
+	drv *sqlite3.SQLiteDriver
+	dsn string
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.drv }
+
+func open(path string, params url.Values, pragmas ...string) *sql.DB {
+	drv := &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		for _, p := range pragmas {
+			if _, err := c.Exec(p, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+	return sql.OpenDB(connector{drv: drv, dsn: "file:" + path + "?" + params.Encode()})
+}
+
+// Open opens (creating if needed) the store in data directory dir.
+func Open(ctx context.Context, dir string) (*store.SQL, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	path := Path(dir)
+	common := url.Values{"_busy_timeout": {"10000"}, "_foreign_keys": {"0"}}
+	wp := url.Values{"_journal_mode": {"WAL"}, "_synchronous": {"FULL"}, "_txlock": {"immediate"}}
+	for k, v := range common {
+		wp[k] = v
+	}
+	wdb := open(path, wp, "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 10000")
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	if err := wdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := store.Migrate(ctx, wdb, migrations, "migrations", ""); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	rp := url.Values{"_query_only": {"1"}}
+	for k, v := range common {
+		rp[k] = v
+	}
+	rdb := open(path, rp, "PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -65536")
+	n := 4 * runtime.GOMAXPROCS(0)
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	rdb.SetConnMaxLifetime(0)
+	d := store.Dialect{Name: "sqlite", IsUnique: isUnique,
+		// A bulk load is made durable once, at its end: checkpoint the WAL
+		// into the database file (fsync'd) before synchronous goes back on.
+		BulkStart: []string{"PRAGMA synchronous = OFF", "PRAGMA cache_size = -2097152"},
+		BulkEnd:   []string{"PRAGMA synchronous = FULL", "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size = -524288"},
+	}
+	s, err := store.NewSQL(d, rdb, wdb, rdb.Close, wdb.Close)
+	if err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func isUnique(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
+}

@@ -1,0 +1,78 @@
+// Package store keeps resources and their search index. One interface,
+// two back ends (store/sqlite, store/postgres) sharing the SQL in this package.
+//
+// Writes go through Commit: every call is atomic (all of its writes or none)
+// and durable (fsync'd) when it returns nil. Concurrent Commit calls are
+// group-committed: a single writer loop applies whatever is queued in one
+// database transaction, each call inside its own savepoint, so one fsync
+// acknowledges many writes.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"carnet/internal/fhir"
+)
+
+// Errors a Store returns.
+var (
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: the resource changed since the write was prepared
+	// (its current version is not Write.IfVersion).
+	ErrConflict = errors.New("store: version conflict")
+	ErrClosed   = errors.New("store: closed")
+)
+
+// Resource is one stored version of a resource.
+type Resource struct {
+	Type, ID string
+	Version  int
+	Updated  time.Time
+	Deleted  bool
+	Patient  string // compartment patient id, "" if none
+	Data     []byte // canonical JSON with id and meta; nil when Deleted
+}
+
+// Write is a new version of a resource, prepared (id, meta, JSON, index)
+// before it reaches the store.
+type Write struct {
+	Resource
+	// IfVersion is the current version the write was prepared against;
+	// 0 means the resource must not exist yet.
+	IfVersion int
+	// New marks a server-assigned random id: the existence check is skipped.
+	New   bool
+	Index []fhir.IndexEntry
+}
+
+// Page is one page of search results.
+type Page struct {
+	Total    int
+	Matches  []*Resource
+	Included []*Resource
+}
+
+// Stats counts current (not deleted) resources by type.
+type Stats map[string]int
+
+// Store is the storage interface every back end implements.
+type Store interface {
+	// Read returns the current version; Deleted is set for a deleted resource.
+	Read(ctx context.Context, typ, id string) (*Resource, error)
+	ReadVersion(ctx context.Context, typ, id string, version int) (*Resource, error)
+	// History returns up to limit versions, newest first.
+	History(ctx context.Context, typ, id string, limit int) ([]*Resource, error)
+	Search(ctx context.Context, q *fhir.Query) (*Page, error)
+	// Missing returns the "Type/id" references among refs that do not exist
+	// (or are deleted).
+	Missing(ctx context.Context, refs []string) ([]string, error)
+	Commit(ctx context.Context, ws []Write) error
+	// Load bulk-inserts new resources (seeding, import of fresh data): large
+	// transactions, no existence checks. Progress is called after each batch.
+	Load(ctx context.Context, batches <-chan []Write, progress func(resources int)) error
+	Stats(ctx context.Context) (Stats, error)
+	Backend() string
+	Close() error
+}
