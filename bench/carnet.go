@@ -203,7 +203,7 @@ func parseResources(log string) int64 {
 }
 
 // seed runs carnet seed into an emptied store and measures it.
-func seed(ctx context.Context, bin string, st store, patients int, seedVal int64, logPath string) (seedResult, error) {
+func seed(ctx context.Context, bin string, st store, patients int, seedVal int64, logPath string, stall time.Duration) (seedResult, error) {
 	r := seedResult{backend: st.backend, patients: patients, resources: -1}
 	if err := st.prepare(); err != nil {
 		return r, err
@@ -211,7 +211,7 @@ func seed(ctx context.Context, bin string, st store, patients int, seedVal int64
 	args := append([]string{"seed"}, st.args()...)
 	args = append(args, "--patients", strconv.Itoa(patients), "--seed", strconv.FormatInt(seedVal, 10))
 	cmd := exec.Command(bin, args...)
-	d, err := runLogged(ctx, cmd, logPath)
+	d, err := runLogged(ctx, cmd, logPath, stall)
 	r.wall = d
 	if err != nil {
 		return r, err

@@ -282,9 +282,9 @@ func pickFamilies(ctx context.Context, c *apiClient, candidates []string, path f
 }
 
 func shortErr(err error) string {
-	s := err.Error()
-	if len(s) > 160 {
-		s = s[:160] + "..."
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if len(s) > 300 {
+		s = s[:300] + "..."
 	}
-	return strings.ReplaceAll(s, "\n", " ")
+	return s
 }

@@ -167,6 +167,7 @@ type harness struct {
 	out     string
 	bodies  [][]byte
 	started time.Time
+	failed  bool // something failed: keep the work folder for its logs
 }
 
 func run(ctx context.Context, o options) error {
@@ -188,9 +189,16 @@ func run(ctx context.Context, o options) error {
 		if h.work, err = os.MkdirTemp("", "carnet-bench-"); err != nil {
 			return err
 		}
-		if !o.keep {
-			defer os.RemoveAll(h.work)
-		}
+		defer func() {
+			if o.keep {
+				return
+			}
+			if h.failed {
+				fmt.Printf("bench: kept %s (logs of what failed)\n", h.work)
+				return
+			}
+			os.RemoveAll(h.work)
+		}()
 	}
 	fmt.Printf("bench: work folder %s\n", h.work)
 
@@ -245,7 +253,7 @@ func run(ctx context.Context, o options) error {
 				return ctx.Err()
 			}
 			fmt.Printf("bench: %s failed: %v\n", b, err)
-			h.note(fmt.Sprintf("%s: %s", b, shortErr(err)))
+			h.fail(fmt.Sprintf("%s: %s", b, shortErr(err)))
 		}
 		h.save()
 	}
@@ -259,7 +267,7 @@ func run(ctx context.Context, o options) error {
 				return fmt.Errorf("peer: %w", err)
 			}
 			fmt.Printf("bench: peer skipped: %v\n", err)
-			h.note("peer skipped: " + shortErr(err))
+			h.fail("peer skipped: " + shortErr(err))
 			h.skipAll("peer", "skipped")
 		}
 		h.save()
@@ -294,6 +302,12 @@ func run(ctx context.Context, o options) error {
 
 func (h *harness) note(s string) { h.rep.notes = append(h.rep.notes, s) }
 
+// fail records a failure in the notes and keeps the work folder.
+func (h *harness) fail(s string) {
+	h.failed = true
+	h.note(s)
+}
+
 func (h *harness) save() {
 	if err := h.rep.write(h.out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: writing %s: %v\n", h.out, err)
@@ -310,7 +324,7 @@ func (h *harness) skipAll(backend, why string) {
 
 func (h *harness) carnetBackend(ctx context.Context, st store) error {
 	fmt.Printf("bench: [%s] seeding %d patients\n", st.backend, h.o.patients)
-	sr, err := seed(ctx, h.bin, st, h.o.patients, h.o.seed, filepath.Join(h.work, "seed-"+st.backend+".log"))
+	sr, err := seed(ctx, h.bin, st, h.o.patients, h.o.seed, filepath.Join(h.work, "seed-"+st.backend+".log"), 5*time.Minute)
 	sr.phase = "bench"
 	if err != nil {
 		sr.err = "see notes"
@@ -372,6 +386,9 @@ func (h *harness) measure(ctx context.Context, t target, in *inputs, srv *server
 		} else {
 			d, status, perr := probe(ctx, hc, t, w, sample, h.bodies[0], max(2*h.o.duration, 10*time.Second))
 			switch {
+			case errors.Is(perr, errProbeTimeout):
+				skip = fmt.Sprintf("1 request > %.0fs", d.Seconds())
+				h.note(fmt.Sprintf("%s on %s skipped: one request (%s) got no answer in %.0fs", w.name, t.name, sample, d.Seconds()))
 			case perr != nil:
 				skip = "probe failed"
 				h.note(fmt.Sprintf("%s on %s skipped: probe request %s failed: %s", w.name, t.name, sample, shortErr(perr)))
@@ -429,6 +446,8 @@ func (h *harness) measure(ctx context.Context, t target, in *inputs, srv *server
 	return nil
 }
 
+var errProbeTimeout = errors.New("no answer in time")
+
 // probe sends one request of workload w and times it.
 func probe(ctx context.Context, hc *http.Client, t target, w workload, path string, body []byte, timeout time.Duration) (time.Duration, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -450,7 +469,7 @@ func probe(ctx context.Context, hc *http.Client, t target, w workload, path stri
 	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
-			return time.Since(t0), 0, fmt.Errorf("no answer in %v", timeout)
+			return time.Since(t0), 0, errProbeTimeout
 		}
 		return time.Since(t0), 0, err
 	}
@@ -519,7 +538,7 @@ func (h *harness) bigLoad(ctx context.Context, st store) error {
 		}
 	}
 	fmt.Printf("bench: [%s] big load: carnet seed of %d patients\n", st.backend, h.o.loadPatients)
-	sr, err := seed(ctx, h.bin, st, h.o.loadPatients, h.o.seed, filepath.Join(h.work, "load-"+st.backend+".log"))
+	sr, err := seed(ctx, h.bin, st, h.o.loadPatients, h.o.seed, filepath.Join(h.work, "load-"+st.backend+".log"), 30*time.Minute)
 	sr.phase = "load"
 	if !h.o.keep {
 		defer st.remove()
@@ -527,7 +546,7 @@ func (h *harness) bigLoad(ctx context.Context, st store) error {
 	if err != nil {
 		sr.err = "see notes"
 		h.rep.seeds = append(h.rep.seeds, sr)
-		h.note(fmt.Sprintf("big load on %s failed: %s", st.backend, shortErr(err)))
+		h.fail(fmt.Sprintf("big load on %s failed: %s", st.backend, shortErr(err)))
 		fmt.Printf("bench: big load on %s failed: %v\n", st.backend, err)
 		return err
 	}

@@ -75,7 +75,7 @@ func installPeer(ctx context.Context, src string, logPath string) (string, error
 	defer cancel()
 	cmd := exec.Command("npm", "install", "--no-audit", "--no-fund")
 	cmd.Dir = dir
-	if _, err := runLogged(ictx, cmd, logPath); err != nil {
+	if _, err := runLogged(ictx, cmd, logPath, 0); err != nil {
 		return "", err
 	}
 	if err := os.WriteFile(marker, []byte(time.Now().Format(time.RFC3339)+"\n"), 0o644); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -132,7 +133,11 @@ func (s *server) alive() bool {
 
 // runLogged runs cmd with stdout and stderr appended to logPath and returns
 // the wall time. On failure the error carries the log's tail.
-func runLogged(ctx context.Context, cmd *exec.Cmd, logPath string) (time.Duration, error) {
+//
+// When stall > 0 and the log has not grown for that long, the process is sent
+// SIGQUIT (a Go program then writes its goroutines to the log) and the run
+// fails as stalled.
+func runLogged(ctx context.Context, cmd *exec.Cmd, logPath string, stall time.Duration) (time.Duration, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return 0, err
@@ -142,46 +147,75 @@ func runLogged(ctx context.Context, cmd *exec.Cmd, logPath string) (time.Duratio
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	t0 := time.Now()
-	err = cmd.Start()
-	if err == nil {
-		waited := make(chan error, 1)
-		go func() { waited <- cmd.Wait() }()
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("%s: %w", strings.Join(cmd.Args, " "), err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	// end stops the process with sig, then SIGKILL after 10s.
+	end := func(sig os.Signal) error {
+		cmd.Process.Signal(sig)
+		select {
+		case err := <-waited:
+			return err
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			return <-waited
+		}
+	}
+	var tick <-chan time.Time
+	if stall > 0 {
+		tk := time.NewTicker(min(stall/4, 10*time.Second))
+		defer tk.Stop()
+		tick = tk.C
+	}
+	lastSize, lastGrowth := int64(-1), time.Now()
+	for done := false; !done; {
 		select {
 		case err = <-waited:
-		case <-ctx.Done():
-			cmd.Process.Signal(os.Interrupt)
-			select {
-			case err = <-waited:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				err = <-waited
+			done = true
+		case <-tick:
+			if fi, serr := os.Stat(logPath); serr == nil && fi.Size() != lastSize {
+				lastSize, lastGrowth = fi.Size(), time.Now()
 			}
-			if err == nil {
+			if time.Since(lastGrowth) >= stall {
+				end(syscall.SIGQUIT)
+				err = fmt.Errorf("stalled: no output for %v (goroutine dump in the log)", stall)
+				done = true
+			}
+		case <-ctx.Done():
+			if err = end(os.Interrupt); err == nil {
 				err = ctx.Err()
 			}
+			done = true
 		}
 	}
 	d := time.Since(t0)
 	if err != nil {
-		logf.Sync()
-		return d, fmt.Errorf("%s: %w; log %s:\n%s", strings.Join(cmd.Args, " "), err, logPath, tailFile(logPath, 20))
+		return d, fmt.Errorf("%s: %w; log %s:\n%s", filepath.Base(cmd.Args[0])+" "+cmd.Args[1], err, logPath, tailFile(logPath, 20))
 	}
 	return d, nil
 }
 
-// tailFile returns the last n lines of a file (progress lines written with
-// \r count as separate lines).
+// tailFile returns the interesting end of a log: from the start of a Go
+// panic or goroutine dump when there is one (its first n lines), else the
+// last n lines. Progress lines written with \r count as separate lines.
 func tailFile(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
 	b = bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	var keep []string
-	for _, l := range lines {
+	for _, l := range strings.Split(string(b), "\n") {
 		if strings.TrimSpace(l) != "" {
 			keep = append(keep, l)
+		}
+	}
+	for i, l := range keep {
+		if strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "fatal error:") || strings.HasPrefix(l, "SIGQUIT") {
+			keep = keep[i:min(len(keep), i+n)]
+			return "    " + strings.Join(keep, "\n    ")
 		}
 	}
 	if len(keep) > n {

@@ -189,11 +189,13 @@ func (r *report) sortedRows() []row {
 	return rows
 }
 
-func mdTable(header []string, rows [][]string) string {
+// mdTable renders a markdown table whose first left columns are text
+// (left-aligned) and the others numbers (right-aligned).
+func mdTable(header []string, rows [][]string, left int) string {
 	var b strings.Builder
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
 	for i := range header {
-		if i < 3 && len(header) > 3 && header[0] == "workload" {
+		if i < left {
 			b.WriteString(" --- |")
 		} else {
 			b.WriteString(" ---: |")
@@ -218,7 +220,7 @@ func (r *report) seedTable() string {
 		}
 		rows = append(rows, []string{s.phase, s.backend, thousands(int64(s.patients)), res, secs, rate, size})
 	}
-	return mdTable([]string{"phase", "store", "patients", "resources", "seconds", "patients/s", "size on disk"}, rows)
+	return mdTable([]string{"phase", "store", "patients", "resources", "seconds", "patients/s", "size on disk"}, rows, 2)
 }
 
 func (r *report) markdown() string {
@@ -242,7 +244,7 @@ func (r *report) markdown() string {
 	for _, x := range r.sortedRows() {
 		rows = append(rows, r.cells(x))
 	}
-	b.WriteString(mdTable(tableHeader, rows))
+	b.WriteString(mdTable(tableHeader, rows, 2))
 	b.WriteString("\n## Loading\n\n")
 	b.WriteString("Wall time of `carnet seed` into an empty store (bench: the store the workloads ran on; load: the big load), and the store's size on disk afterwards (SQLite: all files in the data folder; PostgreSQL: pg_database_size). The peer row is its HTTP seed (POSTs, 8 connections).\n\n")
 	b.WriteString(r.seedTable())

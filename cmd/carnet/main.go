@@ -118,4 +118,3 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "carnet %s\n", versionString())
 	return nil
 }
-

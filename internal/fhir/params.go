@@ -67,7 +67,7 @@ func (q *Param) union(names ...string) *Param {
 	q.Union, q.Paths = names, nil
 	return q
 }
-func (q *Param) norm(n string) *Param        { q.Norm = n; return q }
+func (q *Param) norm(n string) *Param { q.Norm = n; return q }
 
 // patientParams are the parameters every patient-compartment type gets
 // (patient and subject where the element exists).

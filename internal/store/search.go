@@ -100,6 +100,22 @@ func filterSQL(f *fhir.Filter) (string, []any, error) {
 	return "r.pk IN (SELECT x.pk FROM " + idxTable[f.Type] + " x WHERE " + pc + " AND (" + strings.Join(ors, " OR ") + "))", args, nil
 }
 
+// indexDriven reports whether the query has a positive index filter that
+// should drive it (rather than a scan of the type).
+func indexDriven(q *fhir.Query) bool {
+	for _, f := range q.Filters {
+		if f.Modifier != "missing" && f.Modifier != "contains" && f.Name != "_lastUpdated" {
+			for _, v := range f.Values {
+				if v.Prefix == "ne" {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
 // pIn is the condition on x.p for a parameter (several ids for a union).
 func pIn(p *fhir.Param) (string, []any) {
 	ids := p.IndexIDs()
@@ -195,6 +211,9 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 	}
 	base := "FROM resources r WHERE r.rtype = ? AND r.deleted = 0"
 	if cond != "" {
+		if s.d.Unindexed != nil && indexDriven(q) {
+			base = "FROM resources r WHERE " + s.d.Unindexed("r.rtype") + " = ? AND r.deleted = 0"
+		}
 		base += " AND " + cond
 	}
 	bargs := append([]any{q.Type}, args...)

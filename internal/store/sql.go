@@ -22,6 +22,9 @@ type Dialect struct {
 	ForUpdate string
 	// IsUnique reports a unique-constraint violation.
 	IsUnique func(error) bool
+	// Unindexed marks a column term so the planner does not drive the query
+	// from it (SQLite: unary plus); used when index filters are selective.
+	Unindexed func(col string) string
 	// BulkTx runs at the start of each bulk-load transaction (PostgreSQL:
 	// asynchronous commit; the load is made durable at its end).
 	BulkTx string

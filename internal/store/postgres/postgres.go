@@ -37,10 +37,11 @@ func Open(ctx context.Context, url string) (*store.SQL, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	d := store.Dialect{Name: "postgres", Dollar: true, ForUpdate: " FOR UPDATE", IsUnique: isUnique,
-		// Bulk-load transactions commit asynchronously; the final
-		// CHECKPOINT-free guarantee comes from one synchronous commit at the end.
+		// Bulk-load transactions commit asynchronously (a crash loses the
+		// tail of a load, never acknowledged API writes); statistics are
+		// refreshed at the end.
 		BulkTx:  "SET LOCAL synchronous_commit = off",
-		BulkEnd: []string{"SELECT txid_current()"},
+		BulkEnd: []string{"ANALYZE"},
 	}
 	s, err := store.NewSQL(d, db, db, db.Close)
 	if err != nil {
