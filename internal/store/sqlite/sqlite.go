@@ -57,7 +57,7 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	}
 	path := Path(dir)
 	common := url.Values{"_busy_timeout": {"10000"}, "_foreign_keys": {"0"}}
-	wp := url.Values{"_journal_mode": {"WAL"}, "_synchronous": {"FULL"}, "_txlock": {"immediate"}}
+	wp := url.Values{"_journal_mode": {"WAL"}, "_synchronous": {"FULL"}}
 	for k, v := range common {
 		wp[k] = v
 	}
@@ -82,7 +82,7 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
 	rdb.SetConnMaxLifetime(0)
-	d := store.Dialect{Name: "sqlite", IsUnique: isUnique,
+	d := store.Dialect{Name: "sqlite", IsUnique: isUnique, Begin: "BEGIN IMMEDIATE", StatementAtomic: true,
 		Unindexed: func(col string) string { return "+" + col },
 		// A bulk load is made durable once, at its end: checkpoint the WAL
 		// into the database file (fsync'd) before synchronous goes back on.

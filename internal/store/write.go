@@ -1,0 +1,479 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"carnet/internal/fhir"
+)
+
+// Commit applies ws atomically and durably, through the group-commit writer.
+func (s *SQL) Commit(ctx context.Context, ws []Write) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	req := &commitReq{ws: ws, done: make(chan error, 1)}
+	select {
+	case s.queue <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the write may commit: wait for the outcome whatever the
+	// caller's context says, so that an answer never lies.
+	return <-req.done
+}
+
+func (s *SQL) writer() {
+	defer s.wg.Done()
+	batch := make([]*commitReq, 0, maxBatch)
+	for {
+		var first *commitReq
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			for { // drain what is queued, then stop
+				select {
+				case r := <-s.queue:
+					s.commitBatch([]*commitReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// wtx is the writer's open transaction on its dedicated connection.
+type wtx struct {
+	s *SQL
+}
+
+// prep returns the writer's prepared statement for query (kept across
+// transactions).
+func (t wtx) prep(query string) (*sql.Stmt, error) {
+	s := t.s
+	if st, ok := s.wst[query]; ok {
+		return st, nil
+	}
+	st, err := s.wconn.PrepareContext(context.Background(), s.q(query))
+	if err != nil {
+		return nil, err
+	}
+	s.wst[query] = st
+	return st, nil
+}
+
+func (t wtx) Exec(query string, args ...any) error {
+	st, err := t.prep(query)
+	if err != nil {
+		return err
+	}
+	_, err = st.Exec(args...)
+	return err
+}
+
+func (t wtx) QueryRow(query string, args ...any) *sql.Row {
+	st, err := t.prep(query)
+	if err != nil {
+		// Surface the error through a failing row.
+		return t.s.wconn.QueryRowContext(context.Background(), "SELECT error_in_prepare", args...)
+	}
+	return st.QueryRow(args...)
+}
+
+func (t wtx) Query(query string, args ...any) (*sql.Rows, error) {
+	st, err := t.prep(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.Query(args...)
+}
+
+// raw runs a statement that is not worth preparing (BEGIN, SAVEPOINT...).
+func (t wtx) raw(query string) error {
+	_, err := t.s.wconn.ExecContext(context.Background(), query)
+	return err
+}
+
+// resetWriter drops the writer connection and its statements; the next
+// transaction opens a fresh one. Call with wmu held.
+func (s *SQL) resetWriter() {
+	for _, st := range s.wst {
+		st.Close()
+	}
+	s.wst = nil
+	if s.wconn != nil {
+		s.wconn.Close()
+		s.wconn = nil
+	}
+}
+
+// inTx runs fn in a transaction on the writer connection. Call with wmu held.
+func (s *SQL) inTx(fn func(tx wtx) error) error {
+	if s.wconn == nil {
+		c, err := s.wdb.Conn(context.Background())
+		if err != nil {
+			return fmt.Errorf("store: writer connection: %w", err)
+		}
+		s.wconn, s.wst = c, map[string]*sql.Stmt{}
+	}
+	tx := wtx{s: s}
+	begin := s.d.Begin
+	if begin == "" {
+		begin = "BEGIN"
+	}
+	if err := tx.raw(begin); err != nil {
+		s.resetWriter()
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		if rerr := tx.raw("ROLLBACK"); rerr != nil {
+			s.resetWriter()
+		}
+		return err
+	}
+	if err := tx.raw("COMMIT"); err != nil {
+		if rerr := tx.raw("ROLLBACK"); rerr != nil {
+			s.resetWriter()
+		}
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// pending index rows of a batch, inserted together after every request's
+// resource rows.
+type indexRows struct{ str, tok, date, ref [][]any }
+
+func (ir *indexRows) add(pk int64, es []fhir.IndexEntry) {
+	for _, e := range es {
+		switch e.Type {
+		case fhir.String:
+			ir.str = append(ir.str, []any{e.Param, e.S, pk})
+		case fhir.Token:
+			ir.tok = append(ir.tok, []any{e.Param, e.S, e.Sys, pk})
+		case fhir.Date:
+			ir.date = append(ir.date, []any{e.Param, e.Lo, e.Hi, pk})
+		case fhir.Reference:
+			ir.ref = append(ir.ref, []any{e.Param, e.S, pk})
+		}
+	}
+}
+
+func (ir *indexRows) truncate(to indexRows) {
+	ir.str, ir.tok, ir.date, ir.ref = ir.str[:len(to.str)], ir.tok[:len(to.tok)], ir.date[:len(to.date)], ir.ref[:len(to.ref)]
+}
+
+func (s *SQL) flushIndex(tx wtx, ir *indexRows) error {
+	for _, t := range []struct {
+		table, cols string
+		rows        [][]any
+	}{
+		{"idx_str", "p, v, pk", ir.str},
+		{"idx_tok", "p, code, sys, pk", ir.tok},
+		{"idx_date", "p, lo, hi, pk", ir.date},
+		{"idx_ref", "p, v, pk", ir.ref},
+	} {
+		if err := s.insertRows(tx, t.table, t.cols, t.rows); err != nil {
+			return fmt.Errorf("store: index: %w", err)
+		}
+	}
+	return nil
+}
+
+// needsSavepoint: can a failure of this request leave rows behind that must
+// be undone without undoing the other requests of the batch?
+func (s *SQL) needsSavepoint(batchLen int, ws []Write) bool {
+	if batchLen == 1 {
+		return false // a failure rolls the whole transaction back
+	}
+	if !s.d.StatementAtomic || len(ws) > 1 {
+		return true
+	}
+	return !ws[0].New // an update runs several statements
+}
+
+// commitBatch runs a batch of requests in one transaction. A request that
+// fails is undone alone (savepoint) and gets its error; the others commit.
+// If the transaction itself fails, every request gets the error.
+func (s *SQL) commitBatch(batch []*commitReq) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	errs := make([]error, len(batch))
+	var ir indexRows
+	err := s.inTx(func(tx wtx) error {
+		for i, r := range batch {
+			sp := s.needsSavepoint(len(batch), r.ws)
+			if sp {
+				if err := tx.raw("SAVEPOINT w"); err != nil {
+					return err
+				}
+			}
+			mark := ir
+			errs[i] = s.apply(tx, r.ws, &ir)
+			if errs[i] != nil {
+				ir.truncate(mark)
+				if len(batch) == 1 {
+					return errs[i]
+				}
+				if sp {
+					if err := tx.raw("ROLLBACK TO SAVEPOINT w"); err != nil {
+						return err
+					}
+				}
+			}
+			if sp {
+				if err := tx.raw("RELEASE SAVEPOINT w"); err != nil {
+					return err
+				}
+			}
+		}
+		return s.flushIndex(tx, &ir)
+	})
+	for i, r := range batch {
+		switch {
+		case err != nil && len(batch) == 1:
+			r.done <- err
+		case err != nil:
+			r.done <- fmt.Errorf("store: commit: %w", err)
+		default:
+			r.done <- errs[i]
+		}
+	}
+}
+
+func (s *SQL) apply(tx wtx, ws []Write, ir *indexRows) error {
+	for i := range ws {
+		if err := s.applyOne(tx, &ws[i], ir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func bool01(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
+	var pk int64
+	if !w.New {
+		var cur int
+		err := tx.QueryRow(`SELECT pk, ver FROM resources WHERE rtype = ? AND id = ?`+s.d.ForUpdate, w.Type, w.ID).Scan(&pk, &cur)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if w.IfVersion != 0 {
+				return ErrConflict
+			}
+		case err != nil:
+			return fmt.Errorf("store: version check: %w", err)
+		case cur != w.IfVersion:
+			return ErrConflict
+		}
+	}
+	if pk == 0 {
+		err := tx.QueryRow(`INSERT INTO resources (rtype, id, ver, updated, deleted, patient, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
+			w.Type, w.ID, w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data).Scan(&pk)
+		if err != nil {
+			if s.d.IsUnique(err) {
+				return ErrConflict
+			}
+			return fmt.Errorf("store: insert: %w", err)
+		}
+	} else {
+		if err := tx.Exec(`INSERT INTO history (pk, ver, updated, deleted, data) SELECT pk, ver, updated, deleted, data FROM resources WHERE pk = ?`, pk); err != nil {
+			return fmt.Errorf("store: history: %w", err)
+		}
+		if err := tx.Exec(`UPDATE resources SET ver = ?, updated = ?, deleted = ?, patient = ?, data = ? WHERE pk = ?`,
+			w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data, pk); err != nil {
+			return fmt.Errorf("store: update: %w", err)
+		}
+		for _, t := range []string{"idx_str", "idx_tok", "idx_date", "idx_ref"} {
+			if err := tx.Exec(`DELETE FROM `+t+` WHERE pk = ?`, pk); err != nil {
+				return fmt.Errorf("store: unindex: %w", err)
+			}
+		}
+	}
+	if !w.Deleted {
+		ir.add(pk, w.Index)
+	}
+	return nil
+}
+
+const rowsPerInsert = 100
+
+// insertRows writes rows with multi-row INSERTs of up to rowsPerInsert rows.
+func (s *SQL) insertRows(tx wtx, table, cols string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), rowsPerInsert)
+		chunk := rows[:n]
+		rows = rows[n:]
+		var b strings.Builder
+		b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
+		args := make([]any, 0, n*len(chunk[0]))
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			b.WriteString(placeholders(len(r)))
+			b.WriteByte(')')
+			args = append(args, r...)
+		}
+		if err := tx.Exec(b.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadTxResources is how many resources a bulk-load transaction holds.
+const loadTxResources = 20_000
+
+// Load bulk-inserts batches of new resources in large transactions. It
+// holds the writer for its whole duration.
+func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(int)) (err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.resetWriter() // give the connection back: the statements below use the pool
+	for _, p := range s.d.BulkStart {
+		if _, err := s.wdb.ExecContext(ctx, p); err != nil {
+			return fmt.Errorf("store: load: %w", err)
+		}
+	}
+	for _, ix := range secondary {
+		if _, err := s.wdb.ExecContext(ctx, "DROP INDEX IF EXISTS "+ix.name); err != nil {
+			return fmt.Errorf("store: load: %w", err)
+		}
+	}
+	defer func() {
+		s.resetWriter() // statements may refer to dropped indexes' plans
+		if e := ensureSecondary(context.Background(), s.wdb); e != nil && err == nil {
+			err = e
+		}
+		for _, p := range s.d.BulkEnd {
+			if _, e := s.wdb.Exec(p); e != nil && err == nil {
+				err = fmt.Errorf("store: load: %w", e)
+			}
+		}
+	}()
+	for {
+		var ws []Write
+		n := 0
+		// One transaction holds many batches: fewer commits, far fewer
+		// rewrites of the same random index pages.
+		done := false
+		err := s.inTx(func(tx wtx) error {
+			if s.d.BulkTx != "" {
+				if err := tx.raw(s.d.BulkTx); err != nil {
+					return err
+				}
+			}
+			for n < loadTxResources {
+				var ok bool
+				select {
+				case ws, ok = <-batches:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if !ok {
+					done = true
+					return nil
+				}
+				pks, err := s.insertResources(tx, ws)
+				if err != nil {
+					return err
+				}
+				var ir indexRows
+				for i := range ws {
+					ir.add(pks[i], ws[i].Index)
+				}
+				if err := s.flushIndex(tx, &ir); err != nil {
+					return err
+				}
+				n += len(ws)
+				if progress != nil {
+					progress(len(ws))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: load: %w", err)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+func (s *SQL) insertResources(tx wtx, ws []Write) ([]int64, error) {
+	pks := make([]int64, len(ws))
+	pos := make(map[string]int, len(ws))
+	for start := 0; start < len(ws); start += rowsPerInsert {
+		chunk := ws[start:min(start+rowsPerInsert, len(ws))]
+		var b strings.Builder
+		b.WriteString("INSERT INTO resources (rtype, id, ver, updated, deleted, patient, data) VALUES ")
+		args := make([]any, 0, len(chunk)*7)
+		for i := range chunk {
+			w := &chunk[i]
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?,?,?,?,?,?,?)")
+			args = append(args, w.Type, w.ID, w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data)
+			pos[w.Type+"/"+w.ID] = start + i
+		}
+		b.WriteString(" RETURNING pk, rtype, id")
+		rows, err := tx.Query(b.String(), args...)
+		if err != nil {
+			if s.d.IsUnique(err) {
+				return nil, fmt.Errorf("a resource already exists: %w", ErrConflict)
+			}
+			return nil, err
+		}
+		for rows.Next() {
+			var pk int64
+			var t, id string
+			if err := rows.Scan(&pk, &t, &id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			pks[pos[t+"/"+id]] = pk
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			if s.d.IsUnique(err) {
+				return nil, fmt.Errorf("a resource already exists: %w", ErrConflict)
+			}
+			return nil, err
+		}
+	}
+	return pks, nil
+}
