@@ -113,7 +113,7 @@ var registry = func() []*Param {
 		p(44, "Encounter", "class", Token, "class"),
 		p(45, "Encounter", "service-provider", Reference, "serviceProvider").to("Organization"),
 		p(46, "Encounter", "participant", Reference, "participant.individual").to("Practitioner", "PractitionerRole", "RelatedPerson"),
-		p(47, "Encounter", "practitioner", Reference, "participant.individual").to("Practitioner"),
+		p(47, "Encounter", "practitioner", Reference).union("participant").to("Practitioner"),
 		p(48, "Encounter", "identifier", Token, "identifier"),
 		p(49, "Encounter", "type", Token, "type"),
 	)

@@ -8,17 +8,26 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
 	"time"
 )
 
 // Resource is a FHIR resource as a generic JSON object.
 type Resource = map[string]any
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
-
-// ValidID reports whether s is a valid FHIR logical id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// ValidID reports whether s is a valid FHIR logical id: 1 to 64 characters
+// of A-Z a-z 0-9 - and . .
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // NewID returns a random, non-sequential resource id (UUID v4 format).
 func NewID() string {

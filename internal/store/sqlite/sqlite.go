@@ -87,7 +87,7 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 		// A bulk load is made durable once, at its end: checkpoint the WAL
 		// into the database file (fsync'd) before synchronous goes back on.
 		BulkStart: []string{"PRAGMA synchronous = OFF", "PRAGMA cache_size = -2097152"},
-		BulkEnd:   []string{"PRAGMA synchronous = FULL", "ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size = -524288"},
+		BulkEnd:   []string{"PRAGMA synchronous = FULL", "PRAGMA analysis_limit = 2000", "ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size = -524288"},
 	}
 	s, err := store.NewSQL(d, rdb, wdb, rdb.Close, wdb.Close)
 	if err != nil {
