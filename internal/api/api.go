@@ -71,6 +71,10 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /fhir/{type}/{id}", s.delete)
 	m.HandleFunc("GET /fhir/{type}/{id}/_history", s.history)
 	m.HandleFunc("GET /fhir/{type}/{id}/_history/{vid}", s.vread)
+	// metadata is read-only: other methods are 405, not "unknown type metadata".
+	for _, meth := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		m.HandleFunc(meth+" /fhir/metadata", s.notAllowed)
+	}
 	m.HandleFunc("/fhir/", s.notFound)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -175,6 +179,10 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.fail(w, r, fhir.NotFound("no such endpoint: %s %s", r.Method, r.URL.Path))
+}
+
+func (s *Server) notAllowed(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "%s is not allowed on %s", r.Method, r.URL.Path))
 }
 
 // typeAndID validates the path's type (and id when present).

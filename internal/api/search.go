@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"mime"
 	"net/http"
 	"net/url"
@@ -29,6 +30,10 @@ func (s *Server) searchValues(w http.ResponseWriter, r *http.Request) (url.Value
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, fhir.ErrTooLarge
+			}
 			return nil, fhir.Invalid("", "malformed form body")
 		}
 		for k, v := range r.PostForm {

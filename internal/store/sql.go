@@ -26,6 +26,9 @@ type Dialect struct {
 	// (SQLite). PostgreSQL aborts the transaction, so every request of a
 	// group commit runs in a savepoint there.
 	StatementAtomic bool
+	// CacheBytes > 0 keeps current versions in memory (only for a store
+	// this process alone writes: embedded SQLite).
+	CacheBytes int
 	// Unindexed marks a column term so the planner does not drive the query
 	// from it (SQLite: unary plus); used when index filters are selective.
 	Unindexed func(col string) string
@@ -50,6 +53,7 @@ type SQL struct {
 
 	readStmt *sql.Stmt
 	qcache   sync.Map // string -> rebound string
+	cache    *cache
 
 	// The writer: one dedicated connection with its prepared statements,
 	// used by the group-commit loop and by Load (wmu serialises them).
@@ -92,6 +96,9 @@ func NewSQL(d Dialect, rdb, wdb *sql.DB, closeFns ...func() error) (*SQL, error)
 	s := &SQL{d: d, rdb: rdb, wdb: wdb, queue: make(chan *commitReq, 4096), stop: make(chan struct{}), closeFns: closeFns}
 	if err := ensureSecondary(context.Background(), wdb); err != nil {
 		return nil, err
+	}
+	if d.CacheBytes > 0 {
+		s.cache = newCache(d.CacheBytes)
 	}
 	var err error
 	s.readStmt, err = rdb.Prepare(s.q(`SELECT ver, updated, deleted, patient, data FROM resources WHERE rtype = ? AND id = ?`))
@@ -156,6 +163,9 @@ func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 // Read returns the current version of a resource.
 func (s *SQL) Read(ctx context.Context, typ, id string) (*Resource, error) {
+	if r := s.cache.get(typ, id); r != nil {
+		return r, nil
+	}
 	r := &Resource{Type: typ, ID: id}
 	var upd int64
 	var del int
@@ -168,6 +178,7 @@ func (s *SQL) Read(ctx context.Context, typ, id string) (*Resource, error) {
 		return nil, fmt.Errorf("store: read: %w", err)
 	}
 	r.Updated, r.Deleted, r.Patient = fromMicros(upd), del != 0, patient.String
+	s.cache.put(r)
 	return r, nil
 }
 

@@ -246,6 +246,16 @@ func (s *SQL) commitBatch(batch []*commitReq) {
 		}
 		return s.flushIndex(tx, &ir)
 	})
+	if err == nil && s.cache != nil {
+		for i, r := range batch {
+			if errs[i] == nil {
+				for j := range r.ws {
+					w := r.ws[j].Resource
+					s.cache.put(&w)
+				}
+			}
+		}
+	}
 	for i, r := range batch {
 		switch {
 		case err != nil && len(batch) == 1:

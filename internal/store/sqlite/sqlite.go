@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 
 	"github.com/mattn/go-sqlite3"
 
@@ -55,11 +56,19 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	path := Path(dir)
 	common := url.Values{"_busy_timeout": {"10000"}, "_foreign_keys": {"0"}}
 	wp := url.Values{"_journal_mode": {"WAL"}, "_synchronous": {"FULL"}}
 	for k, v := range common {
 		wp[k] = v
+	}
+	fail := func(err error) (*store.SQL, error) {
+		lock.Close()
+		return nil, err
 	}
 	wdb := open(path, wp, "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 10000")
 	wdb.SetMaxOpenConns(1)
@@ -67,11 +76,11 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	wdb.SetConnMaxLifetime(0)
 	if err := wdb.PingContext(ctx); err != nil {
 		wdb.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return fail(fmt.Errorf("sqlite: open %s: %w", path, err))
 	}
 	if err := store.Migrate(ctx, wdb, migrations, "migrations", ""); err != nil {
 		wdb.Close()
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return fail(fmt.Errorf("sqlite: %w", err))
 	}
 	rp := url.Values{"_query_only": {"1"}}
 	for k, v := range common {
@@ -83,19 +92,34 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	rdb.SetMaxIdleConns(n)
 	rdb.SetConnMaxLifetime(0)
 	d := store.Dialect{Name: "sqlite", IsUnique: isUnique, Begin: "BEGIN IMMEDIATE", StatementAtomic: true,
-		Unindexed: func(col string) string { return "+" + col },
+		CacheBytes: 128 << 20,
+		Unindexed:  func(col string) string { return "+" + col },
 		// A bulk load is made durable once, at its end: checkpoint the WAL
 		// into the database file (fsync'd) before synchronous goes back on.
 		BulkStart: []string{"PRAGMA synchronous = OFF", "PRAGMA cache_size = -2097152"},
 		BulkEnd:   []string{"PRAGMA synchronous = FULL", "PRAGMA analysis_limit = 2000", "ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size = -524288"},
 	}
-	s, err := store.NewSQL(d, rdb, wdb, rdb.Close, wdb.Close)
+	s, err := store.NewSQL(d, rdb, wdb, rdb.Close, wdb.Close, lock.Close)
 	if err != nil {
 		rdb.Close()
 		wdb.Close()
-		return nil, err
+		return fail(err)
 	}
 	return s, nil
+}
+
+// lockDir takes an exclusive lock on the data directory: one process owns an
+// embedded store (its in-memory cache relies on being the only writer).
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "carnet.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sqlite: the store in %s is in use by another Carnet process", dir)
+	}
+	return f, nil
 }
 
 func isUnique(err error) bool {

@@ -126,6 +126,7 @@ func PostgresURL(t testing.TB) string {
 // that is closed when the test using it ends: "sqlite" (a data directory
 // in t.TempDir()) and "postgres" (a fresh database from PostgresURL).
 func Backends(t *testing.T) map[string]func(t *testing.T) store.Store {
+	t.Helper()
 	return map[string]func(t *testing.T) store.Store{
 		"sqlite": func(t *testing.T) store.Store {
 			t.Helper()
