@@ -56,7 +56,7 @@ func capabilityStatement(version string) []byte {
 		"format":       []any{"application/fhir+json", "json"},
 		"software":     map[string]any{"name": "Carnet", "version": version},
 		"implementation": map[string]any{
-			"description": "Carnet patient-record server. Search: _count (default 20, max 500), _sort (_id, _lastUpdated, string/token/date parameters), _include and _revinclude of reference parameters, _summary=count, opaque paging. Unknown parameters are ignored and reported unless Prefer: handling=strict. Whole-system interactions: transaction and batch.",
+			"description": "Carnet patient-record server. Search: _count (default 20, max 500), _sort (_id, _lastUpdated, string and date parameters; resources without the value last), _include and _revinclude of reference parameters, _summary=count, opaque paging. Unknown parameters are ignored and reported unless Prefer: handling=strict. Whole-system interactions: transaction and batch.",
 		},
 		"rest": []any{map[string]any{
 			"mode":        "server",

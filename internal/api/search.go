@@ -115,9 +115,9 @@ func (s *Server) searchBundle(r *http.Request, q *fhir.Query, vals url.Values, p
 			writeJSONString(&b, link(max(0, q.Offset-q.Count)))
 			b.WriteByte('}')
 		}
-		if next := q.Offset + q.Count; next < page.Total {
+		if q.Offset < page.Total-q.Count { // not q.Offset+q.Count < Total: a huge _offset would overflow
 			b.WriteString(`,{"relation":"next","url":`)
-			writeJSONString(&b, link(next))
+			writeJSONString(&b, link(q.Offset+q.Count))
 			b.WriteByte('}')
 		}
 	}

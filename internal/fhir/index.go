@@ -210,6 +210,27 @@ func dateOf(node any) (lo, hi int64, ok bool) {
 	return 0, 0, false
 }
 
+// References returns the "Type/id" values of reference parameter q (or of
+// its union's parts) in r.
+func References(r Resource, q *Param) []string {
+	var out []string
+	for _, id := range q.IndexIDs() {
+		for _, p := range byType[Type(r)] {
+			if p.ID != id {
+				continue
+			}
+			for _, path := range p.Paths {
+				for _, node := range walk(r, path) {
+					for _, e := range appendValues(nil, p, node) {
+						out = append(out, e.S)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
 // NormString normalises a string for search: accents removed, lower case,
 // white space collapsed. "  Hélène  LEFÈVRE " -> "helene lefevre".
 func NormString(s string) string {

@@ -143,18 +143,6 @@ func SetMeta(r Resource, id string, version int, updated time.Time) {
 // FormatInstant formats t as a FHIR instant with millisecond precision, UTC.
 func FormatInstant(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
-// Marshal encodes a resource canonically (sorted keys, no HTML escaping).
-func Marshal(r any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, err
-	}
-	b := buf.Bytes()
-	return b[:len(b)-1], nil // drop the encoder's newline
-}
-
 func itoa(i int) string {
 	if i == 0 {
 		return "0"

@@ -165,8 +165,8 @@ func (q *Query) control(name, mod, v string, strict bool, bad func(string, strin
 			case "_id", "_lastUpdated":
 			default:
 				sk.Param = LookupParam(q.Type, sk.Name)
-				if sk.Param == nil || sk.Param.Type == Reference {
-					return bad(name, "cannot sort %s by %q", q.Type, clip(sk.Name))
+				if sk.Param == nil || (sk.Param.Type != String && sk.Param.Type != Date) {
+					return bad(name, "cannot sort %s by %q: _sort takes _id, _lastUpdated and string or date parameters", q.Type, clip(sk.Name))
 				}
 			}
 			q.Sort = append(q.Sort, sk)

@@ -49,8 +49,9 @@ type SyntheticResult struct {
 var ErrNotEmpty = errors.New("the store already holds resources")
 
 // Synthetic generates the synthetic group of cfg and bulk-loads it into an
-// empty store. progress counts patients.
-func Synthetic(ctx context.Context, st store.Store, cfg synth.Config, progress Progress) (*SyntheticResult, error) {
+// empty store. progress counts patients, then the units of each later phase
+// announced through phase (which may be nil).
+func Synthetic(ctx context.Context, st store.Store, cfg synth.Config, progress Progress, phase store.LoadPhase) (*SyntheticResult, error) {
 	stats, err := st.Stats(ctx)
 	if err != nil {
 		return nil, err
@@ -111,7 +112,7 @@ func Synthetic(ctx context.Context, st store.Store, cfg synth.Config, progress P
 	}
 	var counted sync.Mutex
 	var wg sync.WaitGroup
-	workers := max(1, runtime.GOMAXPROCS(0)-1)
+	workers := runtime.GOMAXPROCS(0)
 	for range workers {
 		wg.Add(1)
 		go func() {
@@ -164,7 +165,17 @@ func Synthetic(ctx context.Context, st store.Store, cfg synth.Config, progress P
 		}
 		close(batches)
 	}()
-	loadErr := st.Load(ctx, batches, nil)
+	inPhase := false
+	loadErr := st.Load(ctx, batches, func(n int) {
+		if inPhase && progress != nil {
+			progress(n)
+		}
+	}, func(name string, total int) {
+		inPhase = true
+		if phase != nil {
+			phase(name, total)
+		}
+	})
 	if loadErr != nil {
 		cancel()
 		for range batches { // let the generators stop

@@ -3,23 +3,27 @@ package store
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // cache keeps current versions of resources in memory, bounded in bytes.
 // It is only correct when this process is the only writer of the database
 // (the embedded SQLite store, which holds a lock on its data directory).
-// Entries only ever move forward in version, so a reader that read an old
-// version from the database cannot overwrite a newer one a writer put.
+// Entries only ever move forward in version, and a reader caches what it
+// read from the database only if no write touched the shard since the read
+// began (seq), so an old version can never come back, even after eviction.
 type cache struct {
 	seed   maphash.Seed
 	shards [32]cacheShard
 	limit  int // bytes per shard
+	seq    atomic.Uint64
 }
 
 type cacheShard struct {
 	mu    sync.RWMutex
 	m     map[string]*Resource
 	bytes int
+	wseq  uint64 // seq of the last write put in this shard
 }
 
 func newCache(totalBytes int) *cache {
@@ -50,9 +54,23 @@ func (c *cache) get(typ, id string) *Resource {
 
 func size(r *Resource) int { return len(r.Data) + len(r.ID) + len(r.Type) + len(r.Patient) + 96 }
 
-// put stores r unless the cache holds a newer version. Cached values are
-// shared: callers never modify a *Resource they got from the store.
-func (c *cache) put(r *Resource) {
+// begin returns the sequence number a reader passes to putRead.
+func (c *cache) begin() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.seq.Load()
+}
+
+// putRead caches r, read from the database after begin returned since,
+// unless a write reached its shard in the meantime.
+func (c *cache) putRead(r *Resource, since uint64) { c.put(r, since, false) }
+
+// putWrite caches a committed version. Cached values are shared: callers
+// never modify a *Resource they got from the store.
+func (c *cache) putWrite(r *Resource) { c.put(r, 0, true) }
+
+func (c *cache) put(r *Resource, since uint64, write bool) {
 	if c == nil {
 		return
 	}
@@ -60,6 +78,11 @@ func (c *cache) put(r *Resource) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if write {
+		sh.wseq = c.seq.Add(1)
+	} else if sh.wseq > since {
+		return
+	}
 	if old, ok := sh.m[key]; ok {
 		if old.Version >= r.Version {
 			return

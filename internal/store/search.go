@@ -39,8 +39,10 @@ func filterSQL(f *fhir.Filter) (string, []any, error) {
 		if f.Values[0].S == "true" {
 			not = "NOT "
 		}
+		// A set operation, not a correlated EXISTS: token and reference rows
+		// have no (pk, p) index.
 		pc, pa := pIn(f.Param)
-		return not + "EXISTS (SELECT 1 FROM " + idxTable[f.Type] + " x WHERE " + pc + " AND x.pk = r.pk)", pa, nil
+		return "r.pk " + not + "IN (SELECT x.pk FROM " + idxTable[f.Type] + " x WHERE " + pc + ")", pa, nil
 	}
 	switch f.Name {
 	case "_id":
@@ -185,17 +187,18 @@ func orderBy(q *fhir.Query) (string, []any) {
 			keys = append(keys, "r.updated"+dir)
 		default:
 			col := "x.v"
-			switch k.Param.Type {
-			case fhir.Token:
-				col = "x.code"
-			case fhir.Date:
+			if k.Param.Type == fhir.Date {
 				col = "x.lo"
 				if k.Desc {
 					col = "x.hi"
 				}
 			}
+			// Resources without the value sort last in both directions, on
+			// both back ends.
 			pc, pa := pIn(k.Param)
-			keys = append(keys, "(SELECT "+agg+"("+col+") FROM "+idxTable[k.Param.Type]+" x WHERE x.pk = r.pk AND "+pc+")"+dir)
+			sub := "(SELECT " + agg + "(" + col + ") FROM " + idxTable[k.Param.Type] + " x WHERE x.pk = r.pk AND " + pc + ")"
+			keys = append(keys, sub+" IS NULL", sub+dir)
+			args = append(args, pa...)
 			args = append(args, pa...)
 		}
 	}
@@ -252,7 +255,7 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
 	if len(pks) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
-		if page.Included, err = s.included(ctx, q, pks, page.Matches); err != nil {
+		if page.Included, err = s.included(ctx, q, page.Matches); err != nil {
 			return nil, err
 		}
 	}
@@ -263,38 +266,29 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func (s *SQL) included(ctx context.Context, q *fhir.Query, pks []int64, matches []*Resource) ([]*Resource, error) {
+func (s *SQL) included(ctx context.Context, q *fhir.Query, matches []*Resource) ([]*Resource, error) {
 	seen := map[string]bool{}
 	for _, m := range matches {
 		seen[m.Type+"/"+m.ID] = true
 	}
 	var out []*Resource
-	pkArgs := make([]any, len(pks))
-	for i, pk := range pks {
-		pkArgs[i] = pk
-	}
-	// _include: follow the matches' references.
+	// _include: follow the matches' references, read from the matches
+	// themselves (reference rows have no (pk, p) index).
 	targets := map[string][]string{}
 	for _, inc := range q.Include {
-		pc, pa := pIn(inc.Param)
-		rows, err := s.rdb.QueryContext(ctx, s.q("SELECT DISTINCT x.v FROM idx_ref x WHERE "+pc+" AND x.pk IN ("+placeholders(len(pks))+")"),
-			append(pa, pkArgs...)...)
-		if err != nil {
-			return nil, fmt.Errorf("store: include: %w", err)
-		}
-		for rows.Next() {
-			var ref string
-			if err := rows.Scan(&ref); err != nil {
-				rows.Close()
-				return nil, err
+		for _, m := range matches {
+			r, err := fhir.Parse(m.Data)
+			if err != nil {
+				return nil, fmt.Errorf("store: include: %w", err)
 			}
-			t, id, _ := strings.Cut(ref, "/")
-			if (inc.Target == "" || inc.Target == t) && !seen[ref] {
-				seen[ref] = true
-				targets[t] = append(targets[t], id)
+			for _, ref := range fhir.References(r, inc.Param) {
+				t, id, _ := strings.Cut(ref, "/")
+				if (inc.Target == "" || inc.Target == t) && !seen[ref] {
+					seen[ref] = true
+					targets[t] = append(targets[t], id)
+				}
 			}
 		}
-		rows.Close()
 	}
 	types := make([]string, 0, len(targets))
 	for t := range targets {

@@ -75,13 +75,22 @@ const maxBatch = 256
 // ensures they exist, in case a load was interrupted.
 var secondary = []struct{ name, def string }{
 	{"idx_str_pk", "idx_str (pk, p)"},
-	{"idx_tok_pk", "idx_tok (pk, p)"},
 	{"idx_date_pk", "idx_date (pk, p)"},
-	{"idx_ref_pk", "idx_ref (pk, p)"},
 	{"resources_updated", "resources (rtype, updated)"},
 }
 
-func ensureSecondary(ctx context.Context, db *sql.DB) error {
+// unique are indexes a bulk load into an empty store also builds at its end
+// (a duplicate id then fails the load).
+var unique = []struct{ name, def string }{
+	{"resources_type_id", "resources (rtype, id)"},
+}
+
+func ensureIndexes(ctx context.Context, db *sql.DB) error {
+	for _, ix := range unique {
+		if _, err := db.ExecContext(ctx, "CREATE UNIQUE INDEX IF NOT EXISTS "+ix.name+" ON "+ix.def); err != nil {
+			return fmt.Errorf("store: index %s: %w", ix.name, err)
+		}
+	}
 	for _, ix := range secondary {
 		if _, err := db.ExecContext(ctx, "CREATE INDEX IF NOT EXISTS "+ix.name+" ON "+ix.def); err != nil {
 			return fmt.Errorf("store: index %s: %w", ix.name, err)
@@ -94,7 +103,7 @@ func ensureSecondary(ctx context.Context, db *sql.DB) error {
 // writer stops.
 func NewSQL(d Dialect, rdb, wdb *sql.DB, closeFns ...func() error) (*SQL, error) {
 	s := &SQL{d: d, rdb: rdb, wdb: wdb, queue: make(chan *commitReq, 4096), stop: make(chan struct{}), closeFns: closeFns}
-	if err := ensureSecondary(context.Background(), wdb); err != nil {
+	if err := ensureIndexes(context.Background(), wdb); err != nil {
 		return nil, err
 	}
 	if d.CacheBytes > 0 {
@@ -166,6 +175,7 @@ func (s *SQL) Read(ctx context.Context, typ, id string) (*Resource, error) {
 	if r := s.cache.get(typ, id); r != nil {
 		return r, nil
 	}
+	since := s.cache.begin()
 	r := &Resource{Type: typ, ID: id}
 	var upd int64
 	var del int
@@ -178,7 +188,7 @@ func (s *SQL) Read(ctx context.Context, typ, id string) (*Resource, error) {
 		return nil, fmt.Errorf("store: read: %w", err)
 	}
 	r.Updated, r.Deleted, r.Patient = fromMicros(upd), del != 0, patient.String
-	s.cache.put(r)
+	s.cache.putRead(r, since)
 	return r, nil
 }
 

@@ -54,6 +54,10 @@ type Page struct {
 	Included []*Resource
 }
 
+// LoadPhase announces a bulk-load phase after the resources: its name and
+// how many units progress will count for it (0: unknown).
+type LoadPhase func(name string, total int)
+
 // Stats counts current (not deleted) resources by type.
 type Stats map[string]int
 
@@ -69,9 +73,10 @@ type Store interface {
 	// (or are deleted).
 	Missing(ctx context.Context, refs []string) ([]string, error)
 	Commit(ctx context.Context, ws []Write) error
-	// Load bulk-inserts new resources (seeding, import of fresh data): large
-	// transactions, no existence checks. Progress is called after each batch.
-	Load(ctx context.Context, batches <-chan []Write, progress func(resources int)) error
+	// Load bulk-inserts new resources into an empty store (seeding): large
+	// transactions, no existence checks. progress counts resources, then the
+	// units of each later phase announced through phase (which may be nil).
+	Load(ctx context.Context, batches <-chan []Write, progress func(n int), phase LoadPhase) error
 	Stats(ctx context.Context) (Stats, error)
 	Backend() string
 	Close() error

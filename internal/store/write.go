@@ -1,11 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"carnet/internal/fhir"
 )
@@ -159,9 +162,34 @@ func (s *SQL) inTx(fn func(tx wtx) error) error {
 
 // pending index rows of a batch, inserted together after every request's
 // resource rows.
-type indexRows struct{ str, tok, date, ref [][]any }
+type indexRows struct {
+	str, tok, date, ref [][]any
+	queued              map[int64]bool // pks with rows queued in this batch
+}
+
+// drop removes the queued rows of pk (a resource written twice in a batch).
+func (ir *indexRows) drop(pk int64) {
+	if !ir.queued[pk] {
+		return
+	}
+	keep := func(rows [][]any) [][]any {
+		out := rows[:0]
+		for _, r := range rows {
+			if r[len(r)-1].(int64) != pk {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	ir.str, ir.tok, ir.date, ir.ref = keep(ir.str), keep(ir.tok), keep(ir.date), keep(ir.ref)
+	delete(ir.queued, pk)
+}
 
 func (ir *indexRows) add(pk int64, es []fhir.IndexEntry) {
+	if ir.queued == nil {
+		ir.queued = map[int64]bool{}
+	}
+	ir.queued[pk] = true
 	for _, e := range es {
 		switch e.Type {
 		case fhir.String:
@@ -176,8 +204,13 @@ func (ir *indexRows) add(pk int64, es []fhir.IndexEntry) {
 	}
 }
 
-func (ir *indexRows) truncate(to indexRows) {
-	ir.str, ir.tok, ir.date, ir.ref = ir.str[:len(to.str)], ir.tok[:len(to.tok)], ir.date[:len(to.date)], ir.ref[:len(to.ref)]
+// snapshot returns a copy to roll back to if a request fails.
+func (ir *indexRows) snapshot() indexRows {
+	c := indexRows{str: slices.Clone(ir.str), tok: slices.Clone(ir.tok), date: slices.Clone(ir.date), ref: slices.Clone(ir.ref), queued: map[int64]bool{}}
+	for k := range ir.queued {
+		c.queued[k] = true
+	}
+	return c
 }
 
 func (s *SQL) flushIndex(tx wtx, ir *indexRows) error {
@@ -225,10 +258,16 @@ func (s *SQL) commitBatch(batch []*commitReq) {
 					return err
 				}
 			}
-			mark := ir
+			var mark indexRows
+			if len(batch) > 1 && !(len(r.ws) == 1 && r.ws[0].New) {
+				mark = ir.snapshot() // a multi-write or update request may drop queued rows
+			} else {
+				mark = indexRows{str: ir.str[:len(ir.str):len(ir.str)], tok: ir.tok[:len(ir.tok):len(ir.tok)],
+					date: ir.date[:len(ir.date):len(ir.date)], ref: ir.ref[:len(ir.ref):len(ir.ref)], queued: ir.queued}
+			}
 			errs[i] = s.apply(tx, r.ws, &ir)
 			if errs[i] != nil {
-				ir.truncate(mark)
+				ir = mark
 				if len(batch) == 1 {
 					return errs[i]
 				}
@@ -251,7 +290,7 @@ func (s *SQL) commitBatch(batch []*commitReq) {
 			if errs[i] == nil {
 				for j := range r.ws {
 					w := r.ws[j].Resource
-					s.cache.put(&w)
+					s.cache.putWrite(&w)
 				}
 			}
 		}
@@ -293,9 +332,10 @@ func nullStr(s string) any {
 
 func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
 	var pk int64
+	var old []byte
 	if !w.New {
 		var cur int
-		err := tx.QueryRow(`SELECT pk, ver FROM resources WHERE rtype = ? AND id = ?`+s.d.ForUpdate, w.Type, w.ID).Scan(&pk, &cur)
+		err := tx.QueryRow(`SELECT pk, ver, data FROM resources WHERE rtype = ? AND id = ?`+s.d.ForUpdate, w.Type, w.ID).Scan(&pk, &cur, &old)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			if w.IfVersion != 0 {
@@ -324,14 +364,44 @@ func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
 			w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data, pk); err != nil {
 			return fmt.Errorf("store: update: %w", err)
 		}
-		for _, t := range []string{"idx_str", "idx_tok", "idx_date", "idx_ref"} {
-			if err := tx.Exec(`DELETE FROM `+t+` WHERE pk = ?`, pk); err != nil {
-				return fmt.Errorf("store: unindex: %w", err)
-			}
+		if err := s.unindex(tx, pk, old); err != nil {
+			return err
 		}
+		ir.drop(pk)
 	}
 	if !w.Deleted {
 		ir.add(pk, w.Index)
+	}
+	return nil
+}
+
+// unindex removes the index rows of pk. String and date rows go by pk (they
+// have a (pk, p) index); token and reference rows, the bulk of the index,
+// have none, so they are deleted by exact key, re-extracted from the current
+// version's JSON (old, nil for a deleted resource, which has no rows).
+func (s *SQL) unindex(tx wtx, pk int64, old []byte) error {
+	for _, t := range []string{"idx_str", "idx_date"} {
+		if err := tx.Exec(`DELETE FROM `+t+` WHERE pk = ?`, pk); err != nil {
+			return fmt.Errorf("store: unindex: %w", err)
+		}
+	}
+	if old == nil {
+		return nil
+	}
+	r, err := fhir.Parse(old)
+	if err != nil {
+		return fmt.Errorf("store: unindex: stored resource unreadable: %w", err)
+	}
+	for _, e := range fhir.Extract(r) {
+		switch e.Type {
+		case fhir.Token:
+			err = tx.Exec(`DELETE FROM idx_tok WHERE p = ? AND code = ? AND sys = ? AND pk = ?`, e.Param, e.S, e.Sys, pk)
+		case fhir.Reference:
+			err = tx.Exec(`DELETE FROM idx_ref WHERE p = ? AND v = ? AND pk = ?`, e.Param, e.S, pk)
+		}
+		if err != nil {
+			return fmt.Errorf("store: unindex: %w", err)
+		}
 	}
 	return nil
 }
@@ -366,9 +436,103 @@ func (s *SQL) insertRows(tx wtx, table, cols string, rows [][]any) error {
 // loadTxResources is how many resources a bulk-load transaction holds.
 const loadTxResources = 20_000
 
-// Load bulk-inserts batches of new resources in large transactions. It
-// holds the writer for its whole duration.
-func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(int)) (err error) {
+// loadIndexTx is how many index rows a bulk-load transaction holds.
+const loadIndexTx = 400_000
+
+// Compact index rows kept in memory during a bulk load, sorted by key before
+// they are written so that every index B-tree is appended to in order.
+type (
+	strRow struct {
+		p  int32
+		pk int64
+		v  string
+	}
+	tokRow struct {
+		p         int32
+		pk        int64
+		code, sys string
+	}
+	dateRow struct {
+		p          int32
+		pk, lo, hi int64
+	}
+)
+
+type bulkIndex struct {
+	str, ref []strRow
+	tok      []tokRow
+	date     []dateRow
+}
+
+func (b *bulkIndex) add(pk int64, es []fhir.IndexEntry) {
+	for _, e := range es {
+		p := int32(e.Param)
+		switch e.Type {
+		case fhir.String:
+			b.str = append(b.str, strRow{p, pk, e.S})
+		case fhir.Token:
+			b.tok = append(b.tok, tokRow{p, pk, e.S, e.Sys})
+		case fhir.Date:
+			b.date = append(b.date, dateRow{p, pk, e.Lo, e.Hi})
+		case fhir.Reference:
+			b.ref = append(b.ref, strRow{p, pk, e.S})
+		}
+	}
+}
+
+func (b *bulkIndex) rows() int { return len(b.str) + len(b.ref) + len(b.tok) + len(b.date) }
+
+func cmpStr(a, b strRow) int {
+	if a.p != b.p {
+		return cmp.Compare(a.p, b.p)
+	}
+	if c := strings.Compare(a.v, b.v); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.pk, b.pk)
+}
+
+func (b *bulkIndex) sort() {
+	var wg sync.WaitGroup
+	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	run(func() { slices.SortFunc(b.str, cmpStr) })
+	run(func() { slices.SortFunc(b.ref, cmpStr) })
+	run(func() {
+		slices.SortFunc(b.tok, func(a, c tokRow) int {
+			if a.p != c.p {
+				return cmp.Compare(a.p, c.p)
+			}
+			if x := strings.Compare(a.code, c.code); x != 0 {
+				return x
+			}
+			if x := strings.Compare(a.sys, c.sys); x != 0 {
+				return x
+			}
+			return cmp.Compare(a.pk, c.pk)
+		})
+	})
+	run(func() {
+		slices.SortFunc(b.date, func(a, c dateRow) int {
+			if a.p != c.p {
+				return cmp.Compare(a.p, c.p)
+			}
+			if a.lo != c.lo {
+				return cmp.Compare(a.lo, c.lo)
+			}
+			if a.hi != c.hi {
+				return cmp.Compare(a.hi, c.hi)
+			}
+			return cmp.Compare(a.pk, c.pk)
+		})
+	})
+	wg.Wait()
+}
+
+// Load bulk-inserts new resources into an empty store. Resource rows are
+// appended as batches arrive; index rows are kept in memory, sorted once and
+// appended in key order; the secondary and unique indexes are built at the
+// end. It holds the writer for its whole duration.
+func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(int), phase LoadPhase) (err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.resetWriter() // give the connection back: the statements below use the pool
@@ -377,15 +541,18 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 			return fmt.Errorf("store: load: %w", err)
 		}
 	}
-	for _, ix := range secondary {
+	for _, ix := range append(slices.Clone(secondary), unique...) {
 		if _, err := s.wdb.ExecContext(ctx, "DROP INDEX IF EXISTS "+ix.name); err != nil {
 			return fmt.Errorf("store: load: %w", err)
 		}
 	}
 	defer func() {
-		s.resetWriter() // statements may refer to dropped indexes' plans
-		if e := ensureSecondary(context.Background(), s.wdb); e != nil && err == nil {
-			err = e
+		s.resetWriter()
+		if phase != nil {
+			phase("building indexes", 0)
+		}
+		if e := ensureIndexes(context.Background(), s.wdb); e != nil && err == nil {
+			err = fmt.Errorf("store: load: %w", e)
 		}
 		for _, p := range s.d.BulkEnd {
 			if _, e := s.wdb.Exec(p); e != nil && err == nil {
@@ -393,12 +560,9 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 			}
 		}
 	}()
-	for {
-		var ws []Write
+	var bi bulkIndex
+	for done := false; !done; {
 		n := 0
-		// One transaction holds many batches: fewer commits, far fewer
-		// rewrites of the same random index pages.
-		done := false
 		err := s.inTx(func(tx wtx) error {
 			if s.d.BulkTx != "" {
 				if err := tx.raw(s.d.BulkTx); err != nil {
@@ -406,6 +570,7 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 				}
 			}
 			for n < loadTxResources {
+				var ws []Write
 				var ok bool
 				select {
 				case ws, ok = <-batches:
@@ -420,12 +585,8 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 				if err != nil {
 					return err
 				}
-				var ir indexRows
 				for i := range ws {
-					ir.add(pks[i], ws[i].Index)
-				}
-				if err := s.flushIndex(tx, &ir); err != nil {
-					return err
+					bi.add(pks[i], ws[i].Index)
 				}
 				n += len(ws)
 				if progress != nil {
@@ -437,10 +598,64 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 		if err != nil {
 			return fmt.Errorf("store: load: %w", err)
 		}
-		if done {
-			return nil
+	}
+	total := bi.rows()
+	if phase != nil {
+		phase("sorting the search index", 0)
+	}
+	bi.sort()
+	if phase != nil {
+		phase("writing the search index", total)
+	}
+	return s.writeBulkIndex(ctx, &bi, progress)
+}
+
+// writeBulkIndex appends the sorted index rows, loadIndexTx per transaction.
+func (s *SQL) writeBulkIndex(ctx context.Context, bi *bulkIndex, progress func(int)) error {
+	type part struct {
+		table, cols string
+		n           int
+		row         func(i int) []any
+	}
+	parts := []part{
+		{"idx_str", "p, v, pk", len(bi.str), func(i int) []any { r := bi.str[i]; return []any{r.p, r.v, r.pk} }},
+		{"idx_ref", "p, v, pk", len(bi.ref), func(i int) []any { r := bi.ref[i]; return []any{r.p, r.v, r.pk} }},
+		{"idx_tok", "p, code, sys, pk", len(bi.tok), func(i int) []any { r := bi.tok[i]; return []any{r.p, r.code, r.sys, r.pk} }},
+		{"idx_date", "p, lo, hi, pk", len(bi.date), func(i int) []any { r := bi.date[i]; return []any{r.p, r.lo, r.hi, r.pk} }},
+	}
+	for _, pt := range parts {
+		for start := 0; start < pt.n; start += loadIndexTx {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			end := min(start+loadIndexTx, pt.n)
+			err := s.inTx(func(tx wtx) error {
+				if s.d.BulkTx != "" {
+					if err := tx.raw(s.d.BulkTx); err != nil {
+						return err
+					}
+				}
+				rows := make([][]any, 0, rowsPerInsert)
+				for i := start; i < end; i++ {
+					rows = append(rows, pt.row(i))
+					if len(rows) == rowsPerInsert || i == end-1 {
+						if err := s.insertRows(tx, pt.table, pt.cols, rows); err != nil {
+							return err
+						}
+						rows = rows[:0]
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("store: load: index: %w", err)
+			}
+			if progress != nil {
+				progress(end - start)
+			}
 		}
 	}
+	return nil
 }
 
 func (s *SQL) insertResources(tx wtx, ws []Write) ([]int64, error) {

@@ -24,8 +24,6 @@ CREATE TABLE history (
 CREATE TABLE idx_str (p INTEGER NOT NULL, v TEXT COLLATE "C" NOT NULL, pk BIGINT NOT NULL, PRIMARY KEY (p, v, pk));
 CREATE INDEX idx_str_pk ON idx_str (pk, p);
 CREATE TABLE idx_tok (p INTEGER NOT NULL, code TEXT COLLATE "C" NOT NULL, sys TEXT COLLATE "C" NOT NULL, pk BIGINT NOT NULL, PRIMARY KEY (p, code, sys, pk));
-CREATE INDEX idx_tok_pk ON idx_tok (pk, p);
 CREATE TABLE idx_date (p INTEGER NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL, pk BIGINT NOT NULL, PRIMARY KEY (p, lo, hi, pk));
 CREATE INDEX idx_date_pk ON idx_date (pk, p);
 CREATE TABLE idx_ref (p INTEGER NOT NULL, v TEXT COLLATE "C" NOT NULL, pk BIGINT NOT NULL, PRIMARY KEY (p, v, pk));
-CREATE INDEX idx_ref_pk ON idx_ref (pk, p);
