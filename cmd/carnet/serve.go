@@ -125,16 +125,28 @@ func seedStore(ctx context.Context, st store.Store, f seedFlags, stderr io.Write
 	if f.patients < 0 {
 		return nil, fmt.Errorf("--patients must be >= 0")
 	}
-	bar := progressbar.NewOptions(f.patients,
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription("generating and loading patients"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("patients"),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
-	)
-	res, err := load.Synthetic(ctx, st, synth.Config{Seed: f.seed, Patients: f.patients}, func(n int) { bar.Add(n) })
+	newBar := func(total int, what, unit string) *progressbar.ProgressBar {
+		return progressbar.NewOptions(total,
+			progressbar.OptionSetWriter(stderr),
+			progressbar.OptionSetDescription(what),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString(unit),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
+		)
+	}
+	bar := newBar(f.patients, "generating and loading patients", "patients")
+	res, err := load.Synthetic(ctx, st, synth.Config{Seed: f.seed, Patients: f.patients},
+		func(n int) { bar.Add(n) },
+		func(name string, total int) {
+			bar.Finish()
+			if total > 0 {
+				bar = newBar(total, name, "rows")
+			} else {
+				bar = newBar(-1, name, "")
+			}
+		})
 	bar.Finish()
 	return res, err
 }

@@ -62,6 +62,8 @@ func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /fhir/metadata", s.metadata)
 	m.HandleFunc("POST /fhir", s.bundle)
+	m.HandleFunc("GET /fhir", s.systemSearch)
+	m.HandleFunc("GET /fhir/{$}", s.systemSearch)
 	m.HandleFunc("POST /fhir/{$}", s.bundle)
 	m.HandleFunc("GET /fhir/{type}", s.search)
 	m.HandleFunc("POST /fhir/{type}/_search", s.search)
@@ -181,7 +183,12 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, fhir.NotFound("no such endpoint: %s %s", r.Method, r.URL.Path))
 }
 
+func (s *Server) systemSearch(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, fhir.Errorf(http.StatusBadRequest, "not-supported", "whole-system search is not supported: search a resource type, e.g. GET /fhir/Patient?family=..."))
+}
+
 func (s *Server) notAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET")
 	s.fail(w, r, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "%s is not allowed on %s", r.Method, r.URL.Path))
 }
 

@@ -2,12 +2,14 @@ package api
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"carnet/internal/fhir"
@@ -774,5 +776,138 @@ func TestSearchByIndexedValues(t *testing.T) {
 		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 			t.Errorf("%s: got %v, want %v", q, got, want)
 		}
+	}
+}
+
+// rawPut is a goroutine-safe PUT (no t.Fatal): status and ETag, or an error.
+func rawPut(s *testServer, path, body string, hdr ...string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPut, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := s.Client().Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	_, err = io.Copy(io.Discard, res.Body)
+	return res.StatusCode, res.Header.Get("ETag"), err
+}
+
+// TestConcurrentUpdates: concurrent writers to one resource never get a 5xx,
+// never lose an update silently (every success is its own version) and
+// If-Match lets exactly one of several racing writers through.
+func TestConcurrentUpdates(t *testing.T) {
+	s := newTestServer(t, Options{})
+	const workers, each = 8, 6
+	body := func(id string, w, i int) string {
+		return fmt.Sprintf(`{"resourceType":"Patient","id":%q,"name":[{"family":"W%d","given":["I%d"]}]}`, id, w, i)
+	}
+
+	type result struct {
+		status int
+		etag   string
+		err    error
+	}
+	run := func(n int, f func(w int) result) []result {
+		out := make([]result, n)
+		var wg sync.WaitGroup
+		for w := range n {
+			wg.Go(func() { out[w] = f(w) })
+		}
+		wg.Wait()
+		return out
+	}
+
+	// 1. Racing update-as-create of a new id: exactly one 201.
+	res := run(workers, func(w int) result {
+		st, et, err := rawPut(s, "/fhir/Patient/race", body("race", w, 0))
+		return result{st, et, err}
+	})
+	created := 0
+	for _, r := range res {
+		if r.err != nil || r.status >= 500 {
+			t.Fatalf("racing create: %d %v", r.status, r.err)
+		}
+		switch r.status {
+		case http.StatusCreated:
+			created++
+		case http.StatusOK, http.StatusConflict:
+		default:
+			t.Errorf("racing create: status %d", r.status)
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d racing PUTs created the resource", created)
+	}
+
+	// 2. Many writers without If-Match: each success is a distinct version.
+	var mu sync.Mutex
+	versions := map[string]bool{}
+	oks := 0
+	for _, r := range res {
+		if r.status == http.StatusOK || r.status == http.StatusCreated {
+			versions[r.etag] = true
+			oks++
+		}
+	}
+	res = run(workers, func(w int) result {
+		for i := 1; i <= each; i++ {
+			st, et, err := rawPut(s, "/fhir/Patient/race", body("race", w, i))
+			if err != nil || st >= 500 {
+				return result{st, et, err}
+			}
+			if st == http.StatusOK {
+				mu.Lock()
+				if versions[et] {
+					mu.Unlock()
+					return result{-1, et, fmt.Errorf("version %s acknowledged twice", et)}
+				}
+				versions[et] = true
+				oks++
+				mu.Unlock()
+			} else if st != http.StatusConflict {
+				return result{st, et, fmt.Errorf("status %d", st)}
+			}
+		}
+		return result{status: http.StatusOK}
+	})
+	for _, r := range res {
+		if r.err != nil || r.status >= 500 {
+			t.Fatalf("concurrent updates: %d %v", r.status, r.err)
+		}
+	}
+	cur := s.get(t, "/fhir/Patient/race")
+	if want := fmt.Sprintf(`W/"%d"`, oks); cur.Header.Get("ETag") != want {
+		t.Errorf("current version %s after %d acknowledged writes", cur.Header.Get("ETag"), oks)
+	}
+	h := decode(t, s.get(t, "/fhir/Patient/race/_history?_count=500").Body)
+	if num(h["total"]) != oks || len(bundleEntries(t, h)) != oks {
+		t.Errorf("history has %v versions, %d writes were acknowledged", h["total"], oks)
+	}
+
+	// 3. Racing writers with the same If-Match: exactly one wins.
+	ifm := cur.Header.Get("ETag")
+	res = run(workers, func(w int) result {
+		st, et, err := rawPut(s, "/fhir/Patient/race", body("race", w, 99), "If-Match", ifm)
+		return result{st, et, err}
+	})
+	wins := 0
+	for _, r := range res {
+		switch {
+		case r.err != nil || r.status >= 500:
+			t.Fatalf("If-Match race: %d %v", r.status, r.err)
+		case r.status == http.StatusOK:
+			wins++
+		case r.status != http.StatusPreconditionFailed:
+			t.Errorf("If-Match race: status %d", r.status)
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d writers with If-Match %s succeeded, want exactly 1", wins, ifm)
 	}
 }

@@ -268,7 +268,7 @@ func malformedCases() []badCase {
 		{name: "method/PUT type", method: PUT, path: P, body: patientJSON(""), status: 405, code: "not-supported"},
 		{name: "method/POST resource", method: POST, path: P1, body: patientJSON(""), status: 405, code: "not-supported"},
 		{name: "method/DELETE history", method: DELETE, path: P1 + "/_history/1", status: 405, code: "not-supported"},
-		{name: "method/GET /fhir", method: GET, path: "/fhir", status: 404, code: "not-found", diag: "no such endpoint"},
+		{name: "method/GET /fhir", method: GET, path: "/fhir", status: 400, code: "not-supported", diag: "whole-system search"},
 		{name: "method/POST metadata", method: POST, path: "/fhir/metadata", body: `{}`, status: 405, code: "not-supported"},
 		{name: "method/DELETE metadata", method: DELETE, path: "/fhir/metadata", status: 405, code: "not-supported"},
 
@@ -365,6 +365,9 @@ func malformedCases() []badCase {
 		{name: "transaction/If-Match mismatch", method: POST, path: "/fhir", body: txJSON("transaction", postEntry("tx-ifmatch", ""),
 			`{"resource":`+goodPut+`,"request":{"method":"PUT","url":"Patient/`+fxPatient+`","ifMatch":"W/\"9\""}}`), status: 412, code: "conflict",
 			check: func(t *testing.T, s *testServer) { nothingWritten("tx-ifmatch")(t, s); versionStill(P1, "1")(t, s) }},
+		{name: "transaction/reference to a resource it deletes", method: POST, path: "/fhir", body: txJSON("transaction", postEntry("tx-delref", `"link":[{"type":"seealso","other":{"reference":"Patient/`+fxPatient+`"}}]`),
+			`{"request":{"method":"DELETE","url":"Patient/`+fxPatient+`"}}`), status: 422, code: "processing", diag: "deleted by this transaction",
+			check: func(t *testing.T, s *testServer) { nothingWritten("tx-delref")(t, s); versionStill(P1, "1")(t, s) }},
 		{name: "transaction/DELETE nonexistent", method: POST, path: "/fhir", body: txJSON("transaction", postEntry("tx-del", ""), `{"request":{"method":"DELETE","url":"Patient/nobody"}}`), status: 404, code: "not-found", check: nothingWritten("tx-del")},
 		{name: "transaction/PUT id mismatch", method: POST, path: "/fhir", body: txJSON("transaction", postEntry("tx-idmm", ""), `{"resource":{"resourceType":"Patient","id":"x1"},"request":{"method":"PUT","url":"Patient/x2"}}`), status: 400, code: "invalid", check: nothingWritten("tx-idmm")},
 		{name: "transaction/resource type vs url", method: POST, path: "/fhir", body: txJSON("transaction", postEntry("tx-type", ""), `{"resource":{"resourceType":"Organization"},"request":{"method":"POST","url":"Patient"}}`), status: 400, code: "invalid", check: nothingWritten("tx-type")},

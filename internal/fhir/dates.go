@@ -57,14 +57,14 @@ func DateRange(s string, allowTime bool) (lo, hi int64, ok bool) {
 	if m[6] != "" {
 		sec = n(6)
 	}
-	if mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60 {
+	if mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
 		return 0, 0, false
 	}
 	loc := time.UTC
 	if z := m[8]; z != "" && z != "Z" {
 		zh, _ := strconv.Atoi(z[1:3])
 		zm, _ := strconv.Atoi(z[4:6])
-		if zh > 14 || zm > 59 {
+		if zh > 14 || zm > 59 || zh == 14 && zm > 0 {
 			return 0, 0, false
 		}
 		off := zh*3600 + zm*60

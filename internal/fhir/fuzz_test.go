@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"os"
@@ -75,6 +76,19 @@ func FuzzParse(f *testing.F) {
 		}
 		if r == nil {
 			t.Fatal("Parse returned nil without an error")
+		}
+		// Marshal (a hand-written encoder) writes exactly what encoding/json
+		// writes without HTML escaping.
+		var std bytes.Buffer
+		je := json.NewEncoder(&std)
+		je.SetEscapeHTML(false)
+		stdErr := je.Encode(r)
+		mine, err := Marshal(r)
+		if (err == nil) != (stdErr == nil) {
+			t.Fatalf("Marshal error %v, encoding/json error %v", err, stdErr)
+		}
+		if err == nil && !bytes.Equal(mine, bytes.TrimSuffix(std.Bytes(), []byte("\n"))) {
+			t.Fatalf("Marshal differs from encoding/json:\n%s\n%s", mine, std.Bytes())
 		}
 		// Extract and friends must cope with anything Parse accepts.
 		entries := Extract(r)

@@ -237,7 +237,7 @@ func NormString(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
-	for _, r := range norm.NFD.String(s) {
+	for _, r := range norm.NFKD.String(s) {
 		switch {
 		case unicode.Is(unicode.Mn, r):
 			continue
@@ -250,8 +250,14 @@ func NormString(s string) string {
 			space = false
 		}
 		switch r {
-		case 'ß':
+		case 'ß', 'ẞ':
 			b.WriteString("ss")
+		case 'ø', 'Ø':
+			b.WriteByte('o')
+		case 'ł', 'Ł':
+			b.WriteByte('l')
+		case 'đ', 'Đ':
+			b.WriteByte('d')
 		case 'æ', 'Æ':
 			b.WriteString("ae")
 		case 'œ', 'Œ':
@@ -269,6 +275,7 @@ func NormString(s string) string {
 func NormToken(kind, s string) string {
 	switch kind {
 	case "phone":
+		s = strings.Replace(s, "(0)", "", 1) // "+33 (0)6 ..." is "+33 6 ..."
 		var b strings.Builder
 		for _, r := range s {
 			if r >= '0' && r <= '9' {
@@ -288,10 +295,23 @@ func NormToken(kind, s string) string {
 	return s
 }
 
-// SplitReference splits a literal reference "Type/id", "Type/id/_history/v"
-// or "http://base/Type/id" into type and id. Contained ("#x"), urn: and
-// logical references return ok=false.
+// SplitReference splits a relative literal reference "Type/id" or
+// "Type/id/_history/v" into type and id. Absolute URLs (possibly another
+// server's), contained ("#x"), urn: and logical references return ok=false:
+// they are never taken for resources of this server (index, compartment,
+// reference checks).
 func SplitReference(ref string) (typ, id string, ok bool) {
+	if strings.Contains(ref, "://") {
+		return "", "", false
+	}
+	return splitRef(ref)
+}
+
+// splitSearchReference also accepts an absolute URL in a search value and
+// keeps its last Type/id.
+func splitSearchReference(ref string) (typ, id string, ok bool) { return splitRef(ref) }
+
+func splitRef(ref string) (typ, id string, ok bool) {
 	if ref == "" || ref[0] == '#' || strings.HasPrefix(ref, "urn:") {
 		return "", "", false
 	}

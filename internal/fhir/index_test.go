@@ -205,8 +205,9 @@ func TestSplitReference(t *testing.T) {
 		{"Patient/123", "Patient", "123", true},
 		{"Patient/a-b.c", "Patient", "a-b.c", true},
 		{"Patient/123/_history/4", "Patient", "123", true},
-		{"http://example.org/fhir/Patient/123", "Patient", "123", true},
-		{"https://example.org/fhir/Observation/o1/_history/2", "Observation", "o1", true},
+		// absolute URLs may name another server: never taken for a local resource
+		{"http://example.org/fhir/Patient/123", "", "", false},
+		{"https://example.org/fhir/Observation/o1/_history/2", "", "", false},
 		{"Questionnaire/q1", "Questionnaire", "q1", true}, // any R4 type, stored or not
 		{"Patient/", "", "", false},
 		{"Patient", "", "", false},
@@ -347,5 +348,34 @@ func TestExtractDeceasedAndPeriods(t *testing.T) {
 		if e.Type == Date {
 			t.Errorf("an invalid date was indexed: %+v", e)
 		}
+	}
+}
+
+// A resource referencing another server's Patient is not put in a local
+// patient's compartment, nor indexed as a local reference.
+func TestForeignReferenceNotLocal(t *testing.T) {
+	r := Resource{"resourceType": "Observation", "status": "final", "code": map[string]any{"text": "x"},
+		"subject": map[string]any{"reference": "http://other.example/fhir/Patient/p1"}}
+	if got := PatientOf(r); got != "" {
+		t.Fatalf("PatientOf = %q, want none", got)
+	}
+	for _, e := range Extract(r) {
+		if e.Type == Reference {
+			t.Fatalf("foreign reference indexed: %+v", e)
+		}
+	}
+	if refs := LocalReferences(r); len(refs) != 0 {
+		t.Fatalf("LocalReferences = %v", refs)
+	}
+}
+
+func TestNormalisationExtras(t *testing.T) {
+	for in, want := range map[string]string{"STRAẞE": "strasse", "Straße": "strasse", "ﬁne": "fine", "Øre Łódź Đak": "ore lodz dak"} {
+		if got := NormString(in); got != want {
+			t.Errorf("NormString(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := NormToken("phone", "+33 (0)6 12 34 56 78"); got != "0612345678" {
+		t.Errorf("phone = %q", got)
 	}
 }

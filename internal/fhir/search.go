@@ -305,7 +305,7 @@ func parseValue(f *Filter, s string) ([]Value, error) {
 	case Reference:
 		var typ, id string
 		if strings.Contains(s, "/") {
-			t, i, ok := SplitReference(s)
+			t, i, ok := splitSearchReference(s)
 			if !ok {
 				return nil, Invalid(f.Name, "search parameter %s: invalid reference %q", f.Name, clip(s))
 			}

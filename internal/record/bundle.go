@@ -243,7 +243,14 @@ func (s *Service) transactionOnce(ctx context.Context, entries []txEntry, known 
 			results[i] = EntryResult{Status: status, Resource: &writes[len(writes)-1].Resource}
 		}
 	}
-	// References must resolve: to the store, to this transaction, or to known.
+	// References must resolve: to the store, to this transaction, or to known;
+	// not to a resource this transaction deletes (it still exists in the store).
+	for _, r := range refs {
+		if _, inTx := seen[r]; inTx && !created[r] {
+			return nil, &fhir.Error{Status: http.StatusUnprocessableEntity, Code: "processing",
+				Msg: "broken reference: " + r + " is deleted by this transaction"}
+		}
+	}
 	all := map[string]bool{}
 	for k := range created {
 		all[k] = true
@@ -277,8 +284,9 @@ func (s *Service) Batch(ctx context.Context, b fhir.Resource) ([]EntryResult, er
 		var err error
 		switch te.method {
 		case "POST":
-			delete(te.res, "id")
-			out, err = s.Create(ctx, te.typ, te.res)
+			// keep the id assigned while parsing: other entries' urn:uuid
+			// references were rewritten to it
+			out, err = s.create(ctx, te.typ, te.id, te.res)
 		case "PUT":
 			out, err = s.Update(ctx, te.typ, te.id, te.res, te.ifMatch)
 		case "DELETE":

@@ -101,7 +101,11 @@ func (s *Service) checkRefs(ctx context.Context, refs []string, known map[string
 
 // Create stores r as a new resource of type typ with a fresh random id.
 func (s *Service) Create(ctx context.Context, typ string, r fhir.Resource) (*Outcome, error) {
-	p, err := s.prepare(r, typ, fhir.NewID(), nil, true)
+	return s.create(ctx, typ, fhir.NewID(), r)
+}
+
+func (s *Service) create(ctx context.Context, typ, id string, r fhir.Resource) (*Outcome, error) {
+	p, err := s.prepare(r, typ, id, nil, true)
 	if err != nil {
 		return nil, err
 	}
