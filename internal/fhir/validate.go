@@ -312,3 +312,24 @@ func short(v any) string {
 	}
 	return s
 }
+
+// RewriteReferences replaces, anywhere in v, every "reference" whose value is
+// a key of m (a Bundle fullUrl such as urn:uuid:...) by its value ("Type/id").
+func RewriteReferences(v any, m map[string]string) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, c := range t {
+			if s, ok := c.(string); ok && k == "reference" {
+				if to, ok := m[s]; ok {
+					t[k] = to
+				}
+				continue
+			}
+			RewriteReferences(c, m)
+		}
+	case []any:
+		for _, c := range t {
+			RewriteReferences(c, m)
+		}
+	}
+}

@@ -124,7 +124,7 @@ func Entries(path string) ([]any, error) {
 			continue
 		}
 		if len(rewrite) > 0 {
-			rewriteRefs(r, rewrite)
+			fhir.RewriteReferences(r, rewrite)
 		}
 		delete(r, "meta") // versionId/lastUpdated are the server's
 		entries = append(entries, map[string]any{
@@ -133,25 +133,6 @@ func Entries(path string) ([]any, error) {
 		})
 	}
 	return entries, nil
-}
-
-func rewriteRefs(v any, m map[string]string) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, c := range t {
-			if s, ok := c.(string); ok && k == "reference" {
-				if to, ok := m[s]; ok {
-					t[k] = to
-				}
-				continue
-			}
-			rewriteRefs(c, m)
-		}
-	case []any:
-		for _, c := range t {
-			rewriteRefs(c, m)
-		}
-	}
 }
 
 // Import loads files through the record service, importChunk entries per

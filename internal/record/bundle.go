@@ -126,30 +126,11 @@ func parseEntries(b fhir.Resource) ([]txEntry, error) {
 	if len(rewrite) > 0 {
 		for _, te := range entries {
 			if te.res != nil {
-				rewriteRefs(te.res, rewrite)
+				fhir.RewriteReferences(te.res, rewrite)
 			}
 		}
 	}
 	return entries, nil
-}
-
-func rewriteRefs(v any, m map[string]string) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, c := range t {
-			if s, ok := c.(string); ok && k == "reference" {
-				if to, ok := m[s]; ok {
-					t[k] = to
-				}
-				continue
-			}
-			rewriteRefs(c, m)
-		}
-	case []any:
-		for _, c := range t {
-			rewriteRefs(c, m)
-		}
-	}
 }
 
 // Transaction applies the entries of a transaction Bundle all or nothing.
