@@ -62,7 +62,7 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	}
 	path := Path(dir)
 	common := url.Values{"_busy_timeout": {"10000"}, "_foreign_keys": {"0"}}
-	wp := url.Values{"_journal_mode": {"WAL"}, "_synchronous": {"FULL"}}
+	wp := url.Values{"_synchronous": {"FULL"}}
 	for k, v := range common {
 		wp[k] = v
 	}
@@ -70,7 +70,8 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 		lock.Close()
 		return nil, err
 	}
-	wdb := open(path, wp, "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 10000")
+	// page_size applies to a new database only, and before WAL is on.
+	wdb := open(path, wp, "PRAGMA page_size = 8192", "PRAGMA journal_mode = WAL", "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 10000")
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
