@@ -27,7 +27,7 @@ func TestParseResources(t *testing.T) {
 
 func TestRunLoggedStall(t *testing.T) {
 	if _, err := exec.LookPath("sleep"); err != nil {
-		t.Skip("no sleep")
+		t.Fatal("this test needs the coreutils sleep command")
 	}
 	p := filepath.Join(t.TempDir(), "x.log")
 	t0 := time.Now()
