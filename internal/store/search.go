@@ -62,6 +62,13 @@ func filterSQL(f *fhir.Filter) (string, []any, error) {
 		}
 		return "(" + strings.Join(ors, " OR ") + ")", args, nil
 	}
+	table, cond, args := indexCond(f)
+	return "r.pk IN (SELECT x.pk FROM " + table + " x WHERE " + cond + ")", args, nil
+}
+
+// indexCond is the condition on index rows (alias x) of a positive filter on
+// an indexed parameter.
+func indexCond(f *fhir.Filter) (table, cond string, args []any) {
 	var ors []string
 	pc, args := pIn(f.Param)
 	for _, v := range f.Values {
@@ -99,7 +106,46 @@ func filterSQL(f *fhir.Filter) (string, []any, error) {
 			args = append(args, v.S)
 		}
 	}
-	return "r.pk IN (SELECT x.pk FROM " + idxTable[f.Type] + " x WHERE " + pc + " AND (" + strings.Join(ors, " OR ") + "))", args, nil
+	return idxTable[f.Type], pc + " AND (" + strings.Join(ors, " OR ") + ")", args
+}
+
+// fromIndex plans a search answered from the index rows alone: every filter
+// is on an indexed parameter (the first one positive, to drive it) and the
+// order is the default. Index rows exist only for live resources and a
+// parameter id implies the type, so resources is only read for the page.
+// It returns the FROM/WHERE of distinct matching pks over alias x.
+func fromIndex(q *fhir.Query) (string, []any, bool) {
+	if len(q.Sort) > 0 || len(q.Filters) == 0 {
+		return "", nil, false
+	}
+	var driver *fhir.Filter
+	for i := range q.Filters {
+		f := &q.Filters[i]
+		if f.Param == nil {
+			return "", nil, false // _id, _lastUpdated
+		}
+		if driver == nil && f.Modifier != "missing" {
+			driver = f
+		}
+	}
+	if driver == nil {
+		return "", nil, false
+	}
+	table, cond, args := indexCond(driver)
+	from := "FROM " + table + " x WHERE " + cond
+	for i := range q.Filters {
+		f := &q.Filters[i]
+		if f == driver {
+			continue
+		}
+		c, a, err := filterSQL(f)
+		if err != nil {
+			return "", nil, false
+		}
+		from += " AND " + strings.Replace(c, "r.pk ", "x.pk ", 1)
+		args = append(args, a...)
+	}
+	return from, args, true
 }
 
 // indexDriven reports whether the query has a positive index filter that
@@ -220,6 +266,9 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 		base += " AND " + cond
 	}
 	bargs := append([]any{q.Type}, args...)
+	if from, fargs, ok := fromIndex(q); ok {
+		return s.searchFromIndex(ctx, q, from, fargs)
+	}
 	page := &Page{}
 	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT COUNT(*) "+base), bargs...).Scan(&page.Total); err != nil {
 		return nil, fmt.Errorf("store: search count: %w", err)
@@ -255,6 +304,47 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
 	if len(pks) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
+		if page.Included, err = s.included(ctx, q, page.Matches); err != nil {
+			return nil, err
+		}
+	}
+	return page, nil
+}
+
+// searchFromIndex counts and pages on index rows, then reads the page.
+func (s *SQL) searchFromIndex(ctx context.Context, q *fhir.Query, from string, args []any) (*Page, error) {
+	page := &Page{}
+	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT COUNT(DISTINCT x.pk) "+from), args...).Scan(&page.Total); err != nil {
+		return nil, fmt.Errorf("store: search count: %w", err)
+	}
+	if q.SummaryCount || q.Count == 0 || q.Offset >= page.Total {
+		return page, nil
+	}
+	rows, err := s.rdb.QueryContext(ctx, s.q("SELECT DISTINCT x.pk "+from+" ORDER BY x.pk LIMIT ? OFFSET ?"), append(args, q.Count, q.Offset)...)
+	if err != nil {
+		return nil, fmt.Errorf("store: search: %w", err)
+	}
+	var pks []any
+	for rows.Next() {
+		var pk int64
+		if err := rows.Scan(&pk); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: search: %w", err)
+		}
+		pks = append(pks, pk)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: search: %w", err)
+	}
+	if len(pks) == 0 {
+		return page, nil
+	}
+	page.Matches, err = s.fetch(ctx, "r.pk IN ("+placeholders(len(pks))+")", pks, len(pks))
+	if err != nil {
+		return nil, err
+	}
+	if len(q.Include) > 0 || len(q.RevInclude) > 0 {
 		if page.Included, err = s.included(ctx, q, page.Matches); err != nil {
 			return nil, err
 		}
