@@ -105,14 +105,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Routes lists the method+pattern of every registered route (for tests that
-// must cover them all).
-func Routes() []string {
-	return []string{"GET /fhir/metadata", "POST /fhir", "GET /fhir/{type}", "POST /fhir/{type}/_search", "POST /fhir/{type}",
-		"GET /fhir/{type}/{id}", "PUT /fhir/{type}/{id}", "DELETE /fhir/{type}/{id}", "GET /fhir/{type}/{id}/_history",
-		"GET /fhir/{type}/{id}/_history/{vid}"}
-}
-
 const fhirJSON = "application/fhir+json; charset=utf-8"
 
 func acceptsJSON(r *http.Request) bool {

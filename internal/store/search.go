@@ -277,18 +277,17 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 		return page, nil
 	}
 	ob, oargs := orderBy(q)
-	query := "SELECT r.pk, r.id, r.ver, r.updated, r.patient, r.data " + base + " ORDER BY " + ob + " LIMIT ? OFFSET ?"
+	query := "SELECT r.id, r.ver, r.updated, r.patient, r.data " + base + " ORDER BY " + ob + " LIMIT ? OFFSET ?"
 	all := append(append(bargs, oargs...), q.Count, q.Offset)
 	rows, err := s.rdb.QueryContext(ctx, s.q(query), all...)
 	if err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
-	var pks []int64
 	for rows.Next() {
 		r := &Resource{Type: q.Type}
-		var pk, upd int64
+		var upd int64
 		var patient *string
-		if err := rows.Scan(&pk, &r.ID, &r.Version, &upd, &patient, &r.Data); err != nil {
+		if err := rows.Scan(&r.ID, &r.Version, &upd, &patient, &r.Data); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("store: search: %w", err)
 		}
@@ -296,14 +295,13 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 			r.Patient = *patient
 		}
 		r.Updated = fromMicros(upd)
-		pks = append(pks, pk)
 		page.Matches = append(page.Matches, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
-	if len(pks) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
+	if len(page.Matches) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
 		if page.Included, err = s.included(ctx, q, page.Matches); err != nil {
 			return nil, err
 		}

@@ -160,36 +160,11 @@ func (s *SQL) inTx(fn func(tx wtx) error) error {
 	return nil
 }
 
-// pending index rows of a batch, inserted together after every request's
-// resource rows.
-type indexRows struct {
-	str, tok, date, ref [][]any
-	queued              map[int64]bool // pks with rows queued in this batch
-}
-
-// drop removes the queued rows of pk (a resource written twice in a batch).
-func (ir *indexRows) drop(pk int64) {
-	if !ir.queued[pk] {
-		return
-	}
-	keep := func(rows [][]any) [][]any {
-		out := rows[:0]
-		for _, r := range rows {
-			if r[len(r)-1].(int64) != pk {
-				out = append(out, r)
-			}
-		}
-		return out
-	}
-	ir.str, ir.tok, ir.date, ir.ref = keep(ir.str), keep(ir.tok), keep(ir.date), keep(ir.ref)
-	delete(ir.queued, pk)
-}
+// pending index rows of a batch, inserted together after the requests'
+// resource rows (or before an update, see commitBatch).
+type indexRows struct{ str, tok, date, ref [][]any }
 
 func (ir *indexRows) add(pk int64, es []fhir.IndexEntry) {
-	if ir.queued == nil {
-		ir.queued = map[int64]bool{}
-	}
-	ir.queued[pk] = true
 	for _, e := range es {
 		switch e.Type {
 		case fhir.String:
@@ -204,13 +179,12 @@ func (ir *indexRows) add(pk int64, es []fhir.IndexEntry) {
 	}
 }
 
-// snapshot returns a copy to roll back to if a request fails.
-func (ir *indexRows) snapshot() indexRows {
-	c := indexRows{str: slices.Clone(ir.str), tok: slices.Clone(ir.tok), date: slices.Clone(ir.date), ref: slices.Clone(ir.ref), queued: map[int64]bool{}}
-	for k := range ir.queued {
-		c.queued[k] = true
-	}
-	return c
+// counts and truncate undo what a failed request queued.
+func (ir *indexRows) counts() [4]int {
+	return [4]int{len(ir.str), len(ir.tok), len(ir.date), len(ir.ref)}
+}
+func (ir *indexRows) truncate(n [4]int) {
+	ir.str, ir.tok, ir.date, ir.ref = ir.str[:n[0]], ir.tok[:n[1]], ir.date[:n[2]], ir.ref[:n[3]]
 }
 
 func (s *SQL) flushIndex(tx wtx, ir *indexRows) error {
@@ -227,7 +201,17 @@ func (s *SQL) flushIndex(tx wtx, ir *indexRows) error {
 			return fmt.Errorf("store: index: %w", err)
 		}
 	}
+	ir.truncate([4]int{})
 	return nil
+}
+
+func allNew(ws []Write) bool {
+	for i := range ws {
+		if !ws[i].New {
+			return false
+		}
+	}
+	return true
 }
 
 // needsSavepoint: can a failure of this request leave rows behind that must
@@ -252,22 +236,24 @@ func (s *SQL) commitBatch(batch []*commitReq) {
 	var ir indexRows
 	err := s.inTx(func(tx wtx) error {
 		for i, r := range batch {
+			if !allNew(r.ws) {
+				// An update deletes its resource's index rows from the table,
+				// so none may still wait in the queue: write what earlier
+				// requests queued now, outside this request's savepoint.
+				if err := s.flushIndex(tx, &ir); err != nil {
+					return err
+				}
+			}
 			sp := s.needsSavepoint(len(batch), r.ws)
 			if sp {
 				if err := tx.raw("SAVEPOINT w"); err != nil {
 					return err
 				}
 			}
-			var mark indexRows
-			if len(batch) > 1 && !(len(r.ws) == 1 && r.ws[0].New) {
-				mark = ir.snapshot() // a multi-write or update request may drop queued rows
-			} else {
-				mark = indexRows{str: ir.str[:len(ir.str):len(ir.str)], tok: ir.tok[:len(ir.tok):len(ir.tok)],
-					date: ir.date[:len(ir.date):len(ir.date)], ref: ir.ref[:len(ir.ref):len(ir.ref)], queued: ir.queued}
-			}
+			mark := ir.counts()
 			errs[i] = s.apply(tx, r.ws, &ir)
 			if errs[i] != nil {
-				ir = mark
+				ir.truncate(mark)
 				if len(batch) == 1 {
 					return errs[i]
 				}
@@ -364,10 +350,14 @@ func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
 			w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data, pk); err != nil {
 			return fmt.Errorf("store: update: %w", err)
 		}
+		// This request may have queued rows of the same resource (written
+		// twice in one Commit): write them first so unindex removes them.
+		if err := s.flushIndex(tx, ir); err != nil {
+			return err
+		}
 		if err := s.unindex(tx, pk, old); err != nil {
 			return err
 		}
-		ir.drop(pk)
 	}
 	if !w.Deleted {
 		ir.add(pk, w.Index)
