@@ -81,7 +81,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	page, err := s.st.Search(r.Context(), q)
+	page, err := s.st.Search(r.Context(), q, nil)
 	if err != nil {
 		s.fail(w, r, err)
 		return

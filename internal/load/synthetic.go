@@ -35,6 +35,7 @@ func NewWrite(r fhir.Resource, now time.Time) (store.Write, error) {
 		Resource: store.Resource{Type: fhir.Type(r), ID: id, Version: 1, Updated: now, Patient: fhir.PatientOf(r), Data: data},
 		New:      true,
 		Index:    fhir.Extract(r),
+		Links:    fhir.CareLinks(r),
 	}, nil
 }
 

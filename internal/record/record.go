@@ -72,6 +72,7 @@ func (s *Service) prepare(r fhir.Resource, typ, id string, current *store.Resour
 		IfVersion: ifVer,
 		New:       isNew,
 		Index:     fhir.Extract(r),
+		Links:     fhir.CareLinks(r),
 	}
 	return p, nil
 }

@@ -252,8 +252,9 @@ func orderBy(q *fhir.Query) (string, []any) {
 	return strings.Join(keys, ", "), args
 }
 
-// Search runs a query: total, one page of matches and the included resources.
-func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
+// Search runs a query: total, one page of matches and the included
+// resources, all within sc (nil: unrestricted).
+func (s *SQL) Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, error) {
 	cond, args, err := where(q)
 	if err != nil {
 		return nil, err
@@ -266,8 +267,11 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 		base += " AND " + cond
 	}
 	bargs := append([]any{q.Type}, args...)
-	if from, fargs, ok := fromIndex(q); ok {
-		return s.searchFromIndex(ctx, q, from, fargs)
+	if sf, sargs := sc.filter(q.Type); sf != "" {
+		base += " AND " + sf
+		bargs = append(bargs, sargs...)
+	} else if from, fargs, ok := fromIndex(q); ok {
+		return s.searchFromIndex(ctx, q, from, fargs, sc)
 	}
 	page := &Page{}
 	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT COUNT(*) "+base), bargs...).Scan(&page.Total); err != nil {
@@ -302,7 +306,7 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
 	if len(page.Matches) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
-		if page.Included, err = s.included(ctx, q, page.Matches); err != nil {
+		if page.Included, err = s.included(ctx, q, page.Matches, sc); err != nil {
 			return nil, err
 		}
 	}
@@ -310,7 +314,7 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query) (*Page, error) {
 }
 
 // searchFromIndex counts and pages on index rows, then reads the page.
-func (s *SQL) searchFromIndex(ctx context.Context, q *fhir.Query, from string, args []any) (*Page, error) {
+func (s *SQL) searchFromIndex(ctx context.Context, q *fhir.Query, from string, args []any, sc *Scope) (*Page, error) {
 	page := &Page{}
 	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT COUNT(DISTINCT x.pk) "+from), args...).Scan(&page.Total); err != nil {
 		return nil, fmt.Errorf("store: search count: %w", err)
@@ -343,7 +347,7 @@ func (s *SQL) searchFromIndex(ctx context.Context, q *fhir.Query, from string, a
 		return nil, err
 	}
 	if len(q.Include) > 0 || len(q.RevInclude) > 0 {
-		if page.Included, err = s.included(ctx, q, page.Matches); err != nil {
+		if page.Included, err = s.included(ctx, q, page.Matches, sc); err != nil {
 			return nil, err
 		}
 	}
@@ -354,7 +358,7 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func (s *SQL) included(ctx context.Context, q *fhir.Query, matches []*Resource) ([]*Resource, error) {
+func (s *SQL) included(ctx context.Context, q *fhir.Query, matches []*Resource, sc *Scope) ([]*Resource, error) {
 	seen := map[string]bool{}
 	for _, m := range matches {
 		seen[m.Type+"/"+m.ID] = true
@@ -419,7 +423,7 @@ func (s *SQL) included(ctx context.Context, q *fhir.Query, matches []*Resource) 
 			}
 		}
 	}
-	return out, nil
+	return s.scopeIncluded(ctx, sc, out)
 }
 
 func (s *SQL) fetch(ctx context.Context, cond string, args []any, limit int) ([]*Resource, error) {

@@ -54,6 +54,7 @@ type SQL struct {
 	readStmt *sql.Stmt
 	qcache   sync.Map // string -> rebound string
 	cache    *cache
+	auth     *authCache // token lookups; only for a single-process store
 
 	// The writer: one dedicated connection with its prepared statements,
 	// used by the group-commit loop and by Load (wmu serialises them).
@@ -77,6 +78,9 @@ var secondary = []struct{ name, def string }{
 	{"idx_str_pk", "idx_str (pk, p)"},
 	{"idx_date_pk", "idx_date (pk, p)"},
 	{"resources_updated", "resources (rtype, updated)"},
+	{"resources_patient", "resources (patient, rtype)"},
+	{"care_link_src", "care_link (src)"},
+	{"care_link_facility", "care_link (facility, patient) WHERE prac = ''"},
 }
 
 // unique are indexes a bulk load into an empty store also builds at its end
@@ -108,6 +112,7 @@ func NewSQL(d Dialect, rdb, wdb *sql.DB, closeFns ...func() error) (*SQL, error)
 	}
 	if d.CacheBytes > 0 {
 		s.cache = newCache(d.CacheBytes)
+		s.auth = &authCache{m: map[string]tokenEntry{}}
 	}
 	var err error
 	s.readStmt, err = rdb.Prepare(s.q(`SELECT ver, updated, deleted, patient, data FROM resources WHERE rtype = ? AND id = ?`))

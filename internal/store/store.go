@@ -45,6 +45,8 @@ type Write struct {
 	// New marks a server-assigned random id: the existence check is skipped.
 	New   bool
 	Index []fhir.IndexEntry
+	// Links are the care relationships the resource states (fhir.CareLinks).
+	Links []fhir.CareLink
 }
 
 // Page is one page of search results.
@@ -68,7 +70,11 @@ type Store interface {
 	ReadVersion(ctx context.Context, typ, id string, version int) (*Resource, error)
 	// History returns up to limit versions, newest first.
 	History(ctx context.Context, typ, id string, limit int) ([]*Resource, error)
-	Search(ctx context.Context, q *fhir.Query) (*Page, error)
+	// Search runs q within sc (nil: unrestricted): the scope filters the
+	// query itself, so totals, pages and includes see only what it reaches.
+	Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, error)
+	// Reach returns which of patients sc reaches.
+	Reach(ctx context.Context, sc *Scope, patients []string) (map[string]bool, error)
 	// Missing returns the "Type/id" references among refs that do not exist
 	// (or are deleted).
 	Missing(ctx context.Context, refs []string) ([]string, error)

@@ -126,7 +126,7 @@ func search(t *testing.T, st store.Store, typ, qs string) *store.Page {
 	if err != nil {
 		t.Fatalf("ParseQuery %s?%s: %v", typ, qs, err)
 	}
-	page, err := st.Search(t.Context(), q)
+	page, err := st.Search(t.Context(), q, nil)
 	if err != nil {
 		t.Fatalf("Search %s?%s: %v", typ, qs, err)
 	}
@@ -1041,7 +1041,7 @@ func TestSearchPaging(t *testing.T) {
 			var order []*store.Resource
 			for off := 0; off <= n+5; off += 5 {
 				q.Offset = off
-				page, err := st.Search(ctx, q)
+				page, err := st.Search(ctx, q, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -91,6 +91,19 @@ func (t wtx) Exec(query string, args ...any) error {
 	return err
 }
 
+// ExecN runs a statement and returns how many rows it changed.
+func (t wtx) ExecN(query string, args ...any) (int64, error) {
+	st, err := t.prep(query)
+	if err != nil {
+		return 0, err
+	}
+	res, err := st.Exec(args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 func (t wtx) QueryRow(query string, args ...any) *sql.Row {
 	st, err := t.prep(query)
 	if err != nil {
@@ -162,9 +175,12 @@ func (s *SQL) inTx(fn func(tx wtx) error) error {
 
 // pending index rows of a batch, inserted together after the requests'
 // resource rows (or before an update, see commitBatch).
-type indexRows struct{ str, tok, date, ref [][]any }
+type indexRows struct{ str, tok, date, ref, link [][]any }
 
-func (ir *indexRows) add(pk int64, es []fhir.IndexEntry) {
+func (ir *indexRows) add(pk int64, es []fhir.IndexEntry, ls []fhir.CareLink) {
+	for _, l := range ls {
+		ir.link = append(ir.link, []any{l.Practitioner, l.Patient, pk, l.Facility, l.Until})
+	}
 	for _, e := range es {
 		switch e.Type {
 		case fhir.String:
@@ -180,11 +196,11 @@ func (ir *indexRows) add(pk int64, es []fhir.IndexEntry) {
 }
 
 // counts and truncate undo what a failed request queued.
-func (ir *indexRows) counts() [4]int {
-	return [4]int{len(ir.str), len(ir.tok), len(ir.date), len(ir.ref)}
+func (ir *indexRows) counts() [5]int {
+	return [5]int{len(ir.str), len(ir.tok), len(ir.date), len(ir.ref), len(ir.link)}
 }
-func (ir *indexRows) truncate(n [4]int) {
-	ir.str, ir.tok, ir.date, ir.ref = ir.str[:n[0]], ir.tok[:n[1]], ir.date[:n[2]], ir.ref[:n[3]]
+func (ir *indexRows) truncate(n [5]int) {
+	ir.str, ir.tok, ir.date, ir.ref, ir.link = ir.str[:n[0]], ir.tok[:n[1]], ir.date[:n[2]], ir.ref[:n[3]], ir.link[:n[4]]
 }
 
 func (s *SQL) flushIndex(tx wtx, ir *indexRows) error {
@@ -196,12 +212,13 @@ func (s *SQL) flushIndex(tx wtx, ir *indexRows) error {
 		{"idx_tok", "p, code, sys, pk", ir.tok},
 		{"idx_date", "p, lo, hi, pk", ir.date},
 		{"idx_ref", "p, v, pk", ir.ref},
+		{"care_link", "prac, patient, src, facility, until", ir.link},
 	} {
 		if err := s.insertRows(tx, t.table, t.cols, t.rows); err != nil {
 			return fmt.Errorf("store: index: %w", err)
 		}
 	}
-	ir.truncate([4]int{})
+	ir.truncate([5]int{})
 	return nil
 }
 
@@ -358,9 +375,12 @@ func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
 		if err := s.unindex(tx, pk, old); err != nil {
 			return err
 		}
+		if err := tx.Exec(`DELETE FROM care_link WHERE src = ?`, pk); err != nil {
+			return fmt.Errorf("store: unlink: %w", err)
+		}
 	}
 	if !w.Deleted {
-		ir.add(pk, w.Index)
+		ir.add(pk, w.Index, w.Links)
 	}
 	return nil
 }
@@ -446,15 +466,24 @@ type (
 		p          int32
 		pk, lo, hi int64
 	}
+
+	linkRow struct {
+		prac, patient, facility string
+		src, until              int64
+	}
 )
 
 type bulkIndex struct {
 	str, ref []strRow
 	tok      []tokRow
 	date     []dateRow
+	link     []linkRow
 }
 
-func (b *bulkIndex) add(pk int64, es []fhir.IndexEntry) {
+func (b *bulkIndex) add(pk int64, es []fhir.IndexEntry, ls []fhir.CareLink) {
+	for _, l := range ls {
+		b.link = append(b.link, linkRow{l.Practitioner, l.Patient, l.Facility, pk, l.Until})
+	}
 	for _, e := range es {
 		p := int32(e.Param)
 		switch e.Type {
@@ -470,7 +499,9 @@ func (b *bulkIndex) add(pk int64, es []fhir.IndexEntry) {
 	}
 }
 
-func (b *bulkIndex) rows() int { return len(b.str) + len(b.ref) + len(b.tok) + len(b.date) }
+func (b *bulkIndex) rows() int {
+	return len(b.str) + len(b.ref) + len(b.tok) + len(b.date) + len(b.link)
+}
 
 func cmpStr(a, b strRow) int {
 	if a.p != b.p {
@@ -487,6 +518,20 @@ func (b *bulkIndex) sort() {
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	run(func() { slices.SortFunc(b.str, cmpStr) })
 	run(func() { slices.SortFunc(b.ref, cmpStr) })
+	run(func() {
+		slices.SortFunc(b.link, func(a, c linkRow) int {
+			if x := strings.Compare(a.prac, c.prac); x != 0 {
+				return x
+			}
+			if x := strings.Compare(a.patient, c.patient); x != 0 {
+				return x
+			}
+			if a.src != c.src {
+				return cmp.Compare(a.src, c.src)
+			}
+			return strings.Compare(a.facility, c.facility)
+		})
+	})
 	run(func() {
 		slices.SortFunc(b.tok, func(a, c tokRow) int {
 			if a.p != c.p {
@@ -576,7 +621,7 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 					return err
 				}
 				for i := range ws {
-					bi.add(pks[i], ws[i].Index)
+					bi.add(pks[i], ws[i].Index, ws[i].Links)
 				}
 				n += len(ws)
 				if progress != nil {
@@ -612,6 +657,10 @@ func (s *SQL) writeBulkIndex(ctx context.Context, bi *bulkIndex, progress func(i
 		{"idx_ref", "p, v, pk", len(bi.ref), func(i int) []any { r := bi.ref[i]; return []any{r.p, r.v, r.pk} }},
 		{"idx_tok", "p, code, sys, pk", len(bi.tok), func(i int) []any { r := bi.tok[i]; return []any{r.p, r.code, r.sys, r.pk} }},
 		{"idx_date", "p, lo, hi, pk", len(bi.date), func(i int) []any { r := bi.date[i]; return []any{r.p, r.lo, r.hi, r.pk} }},
+		{"care_link", "prac, patient, src, facility, until", len(bi.link), func(i int) []any {
+			r := bi.link[i]
+			return []any{r.prac, r.patient, r.src, r.facility, r.until}
+		}},
 	}
 	for _, pt := range parts {
 		for start := 0; start < pt.n; start += loadIndexTx {

@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"carnet/internal/fhir"
+)
+
+// Scope restricts reads to the patients a caller may reach. The policy
+// builds it; the store turns it into SQL so that searches are filtered in
+// the query itself (totals, paging and includes never see other patients).
+// A nil *Scope means no restriction (internal use: import, incident tools).
+type Scope struct {
+	// Practitioner's care relationships (fhir.CareLinks) at Facilities count
+	// if they last until at least Since. Empty: no care relationships.
+	Practitioner string
+	Facilities   []string
+	Since        time.Time
+	// FacilityWide: every patient linked to one of Facilities counts
+	// (admission and billing staff), relationship or not.
+	FacilityWide bool
+	// Account's unexpired break-the-glass grants (at Now) count too.
+	Account string
+	Now     time.Time
+	// Types the caller may read. Resources of other types are left out of
+	// _include and _revinclude results.
+	Types map[string]bool
+}
+
+// patientBound reports whether resources of typ belong to a patient (and so
+// are subject to the scope's patient filter).
+func patientBound(typ string) bool {
+	if typ == "Patient" {
+		return true
+	}
+	ti := fhir.LookupType(typ)
+	return ti != nil && ti.PatientRef != ""
+}
+
+// reachSQL is the subquery of patient ids the scope reaches.
+func (sc *Scope) reachSQL() (string, []any) {
+	var parts []string
+	var args []any
+	if len(sc.Facilities) > 0 {
+		ph := placeholders(len(sc.Facilities))
+		if sc.FacilityWide {
+			parts = append(parts, "SELECT c.patient FROM care_link c WHERE c.prac = '' AND c.facility IN ("+ph+")")
+			for _, f := range sc.Facilities {
+				args = append(args, f)
+			}
+		}
+		if sc.Practitioner != "" {
+			parts = append(parts, "SELECT c.patient FROM care_link c WHERE c.prac = ? AND c.facility IN ("+ph+") AND c.until >= ?")
+			args = append(args, sc.Practitioner)
+			for _, f := range sc.Facilities {
+				args = append(args, f)
+			}
+			args = append(args, sc.Since.Unix())
+		}
+	}
+	if sc.Account != "" {
+		parts = append(parts, "SELECT g.patient FROM break_glass g WHERE g.account = ? AND g.expires > ?")
+		args = append(args, sc.Account, micros(sc.Now))
+	}
+	if len(parts) == 0 {
+		return "SELECT '' WHERE 1 = 0", nil
+	}
+	return strings.Join(parts, " UNION ALL "), args
+}
+
+// filter is the condition on alias r a scoped search of typ adds.
+func (sc *Scope) filter(typ string) (string, []any) {
+	if sc == nil || !patientBound(typ) {
+		return "", nil
+	}
+	sub, args := sc.reachSQL()
+	return "r.patient IN (" + sub + ")", args
+}
+
+// Reach returns which of patients the scope reaches.
+func (s *SQL) Reach(ctx context.Context, sc *Scope, patients []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(patients))
+	if len(patients) == 0 {
+		return out, nil
+	}
+	if sc == nil {
+		for _, p := range patients {
+			out[p] = true
+		}
+		return out, nil
+	}
+	sub, args := sc.reachSQL()
+	q := "SELECT DISTINCT x.patient FROM (" + sub + ") x(patient) WHERE x.patient IN (" + placeholders(len(patients)) + ")"
+	if !s.d.Dollar {
+		// SQLite has no column aliases on a derived table: name the column
+		// in the subquery instead.
+		q = "SELECT DISTINCT patient FROM (" + sub + ") WHERE patient IN (" + placeholders(len(patients)) + ")"
+	}
+	if len(patients) == 1 {
+		// The common case (one read): check each source with the patient
+		// bound, so every branch is a point lookup.
+		return s.reachOne(ctx, sc, patients[0])
+	}
+	for _, p := range patients {
+		args = append(args, p)
+	}
+	rows, err := s.rdb.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: reach: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("store: reach: %w", err)
+		}
+		out[p] = true
+	}
+	return out, rows.Err()
+}
+
+func (s *SQL) reachOne(ctx context.Context, sc *Scope, patient string) (map[string]bool, error) {
+	var ors []string
+	var args []any
+	if len(sc.Facilities) > 0 {
+		ph := placeholders(len(sc.Facilities))
+		if sc.FacilityWide {
+			ors = append(ors, "EXISTS (SELECT 1 FROM care_link c WHERE c.prac = '' AND c.patient = ? AND c.facility IN ("+ph+"))")
+			args = append(args, patient)
+			for _, f := range sc.Facilities {
+				args = append(args, f)
+			}
+		}
+		if sc.Practitioner != "" {
+			ors = append(ors, "EXISTS (SELECT 1 FROM care_link c WHERE c.prac = ? AND c.patient = ? AND c.facility IN ("+ph+") AND c.until >= ?)")
+			args = append(args, sc.Practitioner, patient)
+			for _, f := range sc.Facilities {
+				args = append(args, f)
+			}
+			args = append(args, sc.Since.Unix())
+		}
+	}
+	if sc.Account != "" {
+		ors = append(ors, "EXISTS (SELECT 1 FROM break_glass g WHERE g.account = ? AND g.patient = ? AND g.expires > ?)")
+		args = append(args, sc.Account, patient, micros(sc.Now))
+	}
+	out := map[string]bool{}
+	if len(ors) == 0 {
+		return out, nil
+	}
+	var ok bool
+	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT "+strings.Join(ors, " OR ")), args...).Scan(&ok); err != nil {
+		return nil, fmt.Errorf("store: reach: %w", err)
+	}
+	if ok {
+		out[patient] = true
+	}
+	return out, nil
+}
+
+// scopeIncluded drops included resources the scope does not reach.
+func (s *SQL) scopeIncluded(ctx context.Context, sc *Scope, rs []*Resource) ([]*Resource, error) {
+	if sc == nil || len(rs) == 0 {
+		return rs, nil
+	}
+	var ask []string
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if patientBound(r.Type) && r.Patient != "" && !seen[r.Patient] {
+			seen[r.Patient] = true
+			ask = append(ask, r.Patient)
+		}
+	}
+	ok, err := s.Reach(ctx, sc, ask)
+	if err != nil {
+		return nil, err
+	}
+	out := rs[:0]
+	for _, r := range rs {
+		if !sc.Types[r.Type] {
+			continue
+		}
+		if patientBound(r.Type) && !ok[r.Patient] {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
