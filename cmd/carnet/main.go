@@ -27,6 +27,8 @@ func commands() []command {
 		{"serve", "serve an existing store over HTTP", runServe},
 		{"seed", "load a synthetic group into an empty store and exit", runSeed},
 		{"import", "load FHIR Bundle (JSON) or NDJSON files into a store", runImport},
+		{"user", "manage staff accounts: add, list, show, disable, enable, reset-mfa, grant, revoke", runUser},
+		{"otp", "print the current one-time code of a TOTP secret (demo users, scripts)", runOTP},
 		{"version", "print the version", runVersion},
 	}
 }

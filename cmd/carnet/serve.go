@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"time"
@@ -17,7 +18,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"carnet/internal/api"
+	"carnet/internal/auth"
 	"carnet/internal/load"
+	"carnet/internal/policy"
 	"carnet/internal/record"
 	"carnet/internal/store"
 	"carnet/internal/store/postgres"
@@ -35,7 +38,7 @@ func (sf *storeFlags) register(fs *flag.FlagSet, defData string) {
 	fs.StringVar(&sf.db, "db", os.Getenv("CARNET_DB"), "PostgreSQL URL (postgres://...); overrides --data (env CARNET_DB)")
 }
 
-func (sf *storeFlags) open(ctx context.Context) (store.Store, error) {
+func (sf *storeFlags) open(ctx context.Context) (*store.SQL, error) {
 	if sf.db != "" {
 		return postgres.Open(ctx, sf.db)
 	}
@@ -57,6 +60,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var sf storeFlags
 	sf.register(fs, "")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
+	var so serveOptions
+	so.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -70,18 +75,43 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
-	return serve(ctx, st, *addr, stdout, stderr)
+	return serve(ctx, st, *addr, so, stdout, stderr)
 }
 
-func serve(ctx context.Context, st store.Store, addr string, stdout, stderr io.Writer) error {
+// serveOptions are the security settings of a server.
+type serveOptions struct {
+	careWindow, breakGlass time.Duration
+	insecureOpen           bool
+}
+
+func (o *serveOptions) register(fs *flag.FlagSet) {
+	fs.DurationVar(&o.careWindow, "care-window", 30*24*time.Hour, "how long after an encounter ends its participants keep access to the patient")
+	fs.DurationVar(&o.breakGlass, "break-glass-max", 4*time.Hour, "longest break-the-glass grant")
+	fs.BoolVar(&o.insecureOpen, "insecure-open", false, "serve WITHOUT authentication or access control (benchmark baseline and tests; refused unless --addr is loopback)")
+}
+
+func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, stdout, stderr io.Writer) error {
 	if os.Getenv("GOGC") == "" {
 		// A server's heap is small and short-lived garbage dominates: trade
 		// some memory for less GC work on the request path.
 		debug.SetGCPercent(400)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if so.insecureOpen {
+		host, _, err := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("--insecure-open serves patient data to anyone: only on a loopback --addr (127.0.0.1:PORT)")
+		}
+		logger.Warn("SERVING WITHOUT AUTHENTICATION OR ACCESS CONTROL (--insecure-open): benchmark and test use only")
+	}
+	pol := policy.New(st)
+	if so.careWindow > 0 {
+		pol.CareWindow = so.careWindow
+	}
 	srv := &http.Server{
-		Handler:           api.New(st, api.Options{Logger: logger, Version: version}),
+		Handler: api.New(st, api.Options{Logger: logger, Version: version,
+			Auth: auth.NewService(st, auth.Options{Logger: logger}), Policy: pol, Admin: st,
+			InsecureOpen: so.insecureOpen, MaxBreakGlass: so.breakGlass}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,
@@ -182,7 +212,17 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "loaded %d patients, %d resources in %.1fs into %s\n", res.Patients, res.Resources, res.Elapsed.Seconds(), sf.describe())
-	return nil
+	return seedAccounts(ctx, st, synth.Config{Seed: f.seed, Patients: f.patients}, sf.usersPath(), stderr)
+}
+
+// usersPath is where demo-users.json goes: in the data directory (also
+// with --db, so a PostgreSQL demo has one place for it).
+func (sf *storeFlags) usersPath() string {
+	dir := sf.data
+	if dir == "" {
+		dir = "."
+	}
+	return filepath.Join(dir, demoUsersFile)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -192,6 +232,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	var f seedFlags
 	f.register(fs, 5000)
+	var so serveOptions
+	so.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -211,10 +253,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		fmt.Fprintf(stderr, "loaded %d resources in %.1fs\n", res.Resources, res.Elapsed.Seconds())
+		if err := seedAccounts(ctx, st, synth.Config{Seed: f.seed, Patients: f.patients}, sf.usersPath(), stderr); err != nil {
+			return err
+		}
 	} else {
 		fmt.Fprintf(stderr, "reusing the existing store in %s (%d patients)\n", sf.describe(), stats["Patient"])
+		if as, err := st.Accounts(ctx); err != nil {
+			return err
+		} else if len(as) == 0 {
+			return fmt.Errorf("the store in %s has no accounts (made by an older Carnet): remove it and run carnet demo again", sf.describe())
+		}
 	}
-	return serve(ctx, st, *addr, stdout, stderr)
+	fmt.Fprintf(stderr, "log in as a demo user: see %s and the README\n", sf.usersPath())
+	return serve(ctx, st, *addr, so, stdout, stderr)
 }
 
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {

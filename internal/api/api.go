@@ -14,11 +14,14 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"carnet/internal/auth"
 	"carnet/internal/fhir"
+	"carnet/internal/policy"
 	"carnet/internal/record"
 	"carnet/internal/store"
 )
@@ -32,16 +35,41 @@ type Options struct {
 	MaxBody int64
 	Logger  *slog.Logger
 	Version string
+
+	// Auth authenticates bearer tokens and serves /auth; Policy decides
+	// every access; Admin holds accounts, role requests and break-the-glass
+	// grants. All three are required unless InsecureOpen.
+	Auth   *auth.Service
+	Policy *policy.Decider
+	Admin  AdminRepo
+	// InsecureOpen serves without authentication or access control: only
+	// for tests of the FHIR mechanics and the benchmark's open baseline,
+	// never for patient data (carnet serve refuses it off loopback).
+	InsecureOpen bool
+	// MaxBreakGlass bounds a break-the-glass grant. Default 4 hours.
+	MaxBreakGlass time.Duration
 }
 
 // Server serves the FHIR API.
 type Server struct {
-	rec  *record.Service
-	st   store.Store
-	opt  Options
-	log  *slog.Logger
-	mux  *http.ServeMux
-	caps []byte
+	rec    *record.Service
+	st     store.Store
+	opt    Options
+	log    *slog.Logger
+	mux    *http.ServeMux
+	caps   []byte
+	table  []Route
+	auth   *auth.Service
+	pol    *policy.Decider
+	admin  AdminRepo
+	closed bool
+}
+
+// Route is one registered endpoint. Only Public routes answer without a
+// valid bearer token; every other one authenticates first.
+type Route struct {
+	Pattern string
+	Public  bool
 }
 
 // New returns a Server over st.
@@ -52,36 +80,62 @@ func New(st store.Store, opt Options) *Server {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{rec: record.New(st), st: st, opt: opt, log: opt.Logger, mux: http.NewServeMux()}
+	if opt.MaxBreakGlass <= 0 {
+		opt.MaxBreakGlass = 4 * time.Hour
+	}
+	s := &Server{rec: record.New(st), st: st, opt: opt, log: opt.Logger, mux: http.NewServeMux(),
+		auth: opt.Auth, pol: opt.Policy, admin: opt.Admin}
+	// Deny by default: without the security components, nothing but the
+	// public routes answers.
+	s.closed = !opt.InsecureOpen && (s.auth == nil || s.pol == nil || s.admin == nil)
 	s.caps = capabilityStatement(opt.Version)
 	s.routes()
 	return s
 }
 
+// Routes lists the registered endpoints (for tests that walk them all).
+func (s *Server) Routes() []Route { return slices.Clone(s.table) }
+
+// handle registers a route that requires authentication.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.table = append(s.table, Route{Pattern: pattern})
+	s.mux.Handle(pattern, s.authenticated(h))
+}
+
+// public registers a route that answers without authentication.
+func (s *Server) public(pattern string, h http.HandlerFunc) {
+	s.table = append(s.table, Route{Pattern: pattern, Public: true})
+	s.mux.HandleFunc(pattern, h)
+}
+
 func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /fhir/metadata", s.metadata)
-	m.HandleFunc("POST /fhir", s.bundle)
-	m.HandleFunc("GET /fhir", s.systemSearch)
-	m.HandleFunc("GET /fhir/{$}", s.systemSearch)
-	m.HandleFunc("POST /fhir/{$}", s.bundle)
-	m.HandleFunc("GET /fhir/{type}", s.search)
-	m.HandleFunc("POST /fhir/{type}/_search", s.search)
-	m.HandleFunc("POST /fhir/{type}", s.create)
-	m.HandleFunc("GET /fhir/{type}/{id}", s.read)
-	m.HandleFunc("PUT /fhir/{type}/{id}", s.update)
-	m.HandleFunc("DELETE /fhir/{type}/{id}", s.delete)
-	m.HandleFunc("GET /fhir/{type}/{id}/_history", s.history)
-	m.HandleFunc("GET /fhir/{type}/{id}/_history/{vid}", s.vread)
+	s.public("GET /fhir/metadata", s.metadata)
+	s.handle("POST /fhir", s.bundle)
+	s.handle("GET /fhir", s.systemSearch)
+	s.handle("GET /fhir/{$}", s.systemSearch)
+	s.handle("POST /fhir/{$}", s.bundle)
+	s.handle("GET /fhir/{type}", s.search)
+	s.handle("POST /fhir/{type}/_search", s.search)
+	s.handle("POST /fhir/{type}", s.create)
+	s.handle("GET /fhir/{type}/{id}", s.read)
+	s.handle("PUT /fhir/{type}/{id}", s.update)
+	s.handle("DELETE /fhir/{type}/{id}", s.delete)
+	s.handle("GET /fhir/{type}/{id}/_history", s.history)
+	s.handle("GET /fhir/{type}/{id}/_history/{vid}", s.vread)
+	s.handle("POST /fhir/Patient/{id}/$break-the-glass", s.breakGlass)
 	// metadata is read-only: other methods are 405, not "unknown type metadata".
 	for _, meth := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-		m.HandleFunc(meth+" /fhir/metadata", s.notAllowed)
+		s.public(meth+" /fhir/metadata", s.notAllowed)
 	}
-	m.HandleFunc("/fhir/", s.notFound)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("/fhir/", s.notFound)
+	s.public("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	s.public("POST /auth/token", s.token)
+	s.public("POST /auth/revoke", s.revoke)
+	s.handle("GET /auth/me", s.me)
+	s.adminRoutes()
 }
 
 // ServeHTTP implements http.Handler.
@@ -274,7 +328,14 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.can(r, policy.Read, typ); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	res, err := s.st.Read(r.Context(), typ, id)
+	if err == nil {
+		err = s.canRead(r, res)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.fail(w, r, fhir.NotFound("%s/%s does not exist", typ, id))
@@ -298,7 +359,14 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fhir.Invalid("vid", "version must be a positive whole number, not %q", clip(r.PathValue("vid"))))
 		return
 	}
+	if err := s.can(r, policy.Read, typ); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	res, err := s.st.ReadVersion(r.Context(), typ, id, v)
+	if err == nil {
+		err = s.canReadVersions(r, typ, id, []*store.Resource{res})
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.fail(w, r, fhir.NotFound("%s/%s has no version %d", typ, id, v))
@@ -325,7 +393,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if _, has := res["id"]; has {
 		delete(res, "id") // FHIR: the server assigns the id of a created resource
 	}
-	out, err := s.rec.Create(r.Context(), typ, res)
+	out, err := s.records(r).Create(r.Context(), typ, res)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -349,7 +417,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out, err := s.rec.Update(r.Context(), typ, id, res, im)
+	out, err := s.records(r).Update(r.Context(), typ, id, res, im)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -396,7 +464,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out, err := s.rec.Delete(r.Context(), typ, id, im)
+	out, err := s.records(r).Delete(r.Context(), typ, id, im)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -420,7 +488,14 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = min(n, fhir.MaxCount)
 	}
+	if err := s.can(r, policy.Read, typ); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	versions, err := s.st.History(r.Context(), typ, id, limit)
+	if err == nil {
+		err = s.canReadVersions(r, typ, id, versions)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		s.fail(w, r, fhir.NotFound("%s/%s does not exist", typ, id))
 		return
@@ -457,6 +532,38 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	}
 	b.WriteString(`]}`)
 	s.respond(w, http.StatusOK, b.Bytes())
+}
+
+// canReadVersions decides the disclosure of versions of typ/id: the
+// current version's patient and each version's own must be reachable.
+func (s *Server) canReadVersions(r *http.Request, typ, id string, versions []*store.Resource) error {
+	if s.opt.InsecureOpen {
+		return nil
+	}
+	cur, err := s.st.Read(r.Context(), typ, id)
+	if err != nil {
+		return err
+	}
+	if err := s.canRead(r, cur); err != nil {
+		return err
+	}
+	for _, v := range versions {
+		pat := v.Patient
+		if pat == "" && v.Data != nil {
+			if res, err := fhir.Parse(v.Data); err == nil {
+				pat = fhir.PatientOf(res)
+			}
+		}
+		if pat == cur.Patient {
+			continue
+		}
+		c := *v
+		c.Patient = pat
+		if err := s.canRead(r, &c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func writeJSONString(b *bytes.Buffer, s string) {

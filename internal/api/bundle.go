@@ -26,9 +26,9 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 	typ, _ := res["type"].(string)
 	switch typ {
 	case "transaction":
-		results, err = s.rec.Transaction(ctx, res, nil)
+		results, err = s.records(r).Transaction(ctx, res, nil)
 	case "batch":
-		results, err = s.rec.Batch(ctx, res)
+		results, err = s.records(r).Batch(ctx, res)
 	default:
 		err = fhir.Invalid("Bundle.type", "Bundle.type must be transaction or batch, not %q", typ)
 	}

@@ -57,7 +57,7 @@ func FuzzCreate(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { st.Close() })
-	h := New(st, Options{})
+	h := New(st, Options{InsecureOpen: true})
 	// Resources the seeds refer to.
 	for _, put := range []struct{ path, body string }{
 		{"/fhir/Organization/fz-org", `{"resourceType":"Organization","id":"fz-org"}`},
@@ -140,7 +140,7 @@ func FuzzSearch(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { st.Close() })
-	h := New(st, Options{})
+	h := New(st, Options{InsecureOpen: true})
 	for _, put := range []struct{ path, body string }{
 		{"/fhir/Organization/fz-org", `{"resourceType":"Organization","id":"fz-org","name":"Org"}`},
 		{"/fhir/Practitioner/fz-doc", `{"resourceType":"Practitioner","id":"fz-doc","name":[{"family":"Doc"}]}`},

@@ -27,6 +27,9 @@ func newTestServer(t testing.TB, opt Options) *testServer {
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)
 	}
+	if opt.Auth == nil {
+		opt.InsecureOpen = true // the FHIR mechanics; security_test.go covers access
+	}
 	srv := httptest.NewServer(New(st, opt))
 	t.Cleanup(func() {
 		srv.Close()

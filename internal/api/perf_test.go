@@ -20,7 +20,7 @@ func BenchmarkCreatePatient(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	h := api.New(st, api.Options{})
+	h := api.New(st, api.Options{InsecureOpen: true})
 	body := []byte(`{"resourceType":"Patient","name":[{"family":"Benchmark","given":["Anne","Marie"]}],"gender":"female","birthDate":"1970-03-04",` +
 		`"telecom":[{"system":"phone","value":"+33 6 12 34 56 78"},{"system":"email","value":"anne@example.fr"}],` +
 		`"address":[{"line":["1 rue de la Paix"],"city":"Paris","postalCode":"75002"}],"identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"270037512345678"}]}`)
@@ -47,7 +47,7 @@ func BenchmarkReadPatient(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	h := api.New(st, api.Options{})
+	h := api.New(st, api.Options{InsecureOpen: true})
 	var ids []string
 	for i := range 200 {
 		req := httptest.NewRequest("POST", "/fhir/Patient", bytes.NewReader([]byte(`{"resourceType":"Patient","name":[{"family":"R`+strconv.Itoa(i)+`"}]}`)))

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"carnet/internal/fhir"
+	"carnet/internal/policy"
 	"carnet/internal/store"
 )
 
@@ -81,7 +82,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	page, err := s.st.Search(r.Context(), q, nil)
+	if err := s.can(r, policy.Search, typ); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page, err := s.st.Search(r.Context(), q, s.scope(r, policy.Search, typ))
 	if err != nil {
 		s.fail(w, r, err)
 		return

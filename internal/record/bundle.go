@@ -176,7 +176,9 @@ func (s *Service) transactionOnce(ctx context.Context, entries []txEntry, known 
 		}
 	}
 	results := make([]EntryResult, len(entries))
+	prevs := make([]*store.Resource, len(entries))
 	var writes []store.Write
+	var writeEntry []int // entry index of each write
 	var refs []string
 	for i, te := range entries {
 		var cur *store.Resource
@@ -185,7 +187,11 @@ func (s *Service) transactionOnce(ctx context.Context, entries []txEntry, known 
 			if cur, err = s.current(ctx, te.typ, te.id); err != nil {
 				return nil, err
 			}
+			if err := s.allowed(ctx, te.typ, cur, nil, nil); err != nil {
+				return nil, entryError(i, err)
+			}
 		}
+		prevs[i] = cur
 		if te.ifMatch > 0 && (cur == nil || cur.Version != te.ifMatch) {
 			return nil, entryError(i, preconditionFailed(cur, te.ifMatch))
 		}
@@ -198,6 +204,7 @@ func (s *Service) transactionOnce(ctx context.Context, entries []txEntry, known 
 			if !cur.Deleted {
 				w := s.deletion(cur)
 				writes = append(writes, w)
+				writeEntry = append(writeEntry, i)
 				results[i].Resource = &w.Resource
 			}
 			if created[te.typ+"/"+te.id] {
@@ -217,6 +224,7 @@ func (s *Service) transactionOnce(ctx context.Context, entries []txEntry, known 
 			}
 			refs = append(refs, p.refs...)
 			writes = append(writes, p.w)
+			writeEntry = append(writeEntry, i)
 			status := http.StatusOK
 			if cur == nil || cur.Deleted {
 				status = http.StatusCreated
@@ -238,6 +246,12 @@ func (s *Service) transactionOnce(ctx context.Context, entries []txEntry, known 
 	}
 	for k := range known {
 		all[k] = true
+	}
+	for k := range writes {
+		i := writeEntry[k]
+		if err := s.allowed(ctx, writes[k].Type, prevs[i], &writes[k], writes); err != nil {
+			return nil, entryError(i, err)
+		}
 	}
 	if err := s.checkRefs(ctx, dedupe(refs), all); err != nil {
 		return nil, err

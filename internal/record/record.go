@@ -18,12 +18,36 @@ import (
 
 // Service performs FHIR interactions against a Store.
 type Service struct {
-	st  store.Store
-	now func() time.Time
+	st    store.Store
+	now   func() time.Time
+	check WriteCheck
 }
 
-// New returns a Service over st.
+// WriteCheck authorizes one write before it is committed: typ/prev is the
+// current version (nil if none); next the new version, nil for the check
+// made as soon as the current version is known (before preconditions or
+// validation can say anything about it); batch is every write of the same
+// commit. An error stops the whole commit.
+type WriteCheck func(ctx context.Context, typ string, prev *store.Resource, next *store.Write, batch []store.Write) error
+
+// New returns a Service over st that writes on no one's behalf (import,
+// seeding, tests).
 func New(st store.Store) *Service { return &Service{st: st, now: time.Now} }
+
+// As returns a copy of s whose writes must pass check (the caller's access
+// policy).
+func (s *Service) As(check WriteCheck) *Service {
+	c := *s
+	c.check = check
+	return &c
+}
+
+func (s *Service) allowed(ctx context.Context, typ string, prev *store.Resource, next *store.Write, batch []store.Write) error {
+	if s.check == nil {
+		return nil
+	}
+	return s.check(ctx, typ, prev, next, batch)
+}
 
 // Store returns the underlying store.
 func (s *Service) Store() store.Store { return s.st }
@@ -110,6 +134,9 @@ func (s *Service) create(ctx context.Context, typ, id string, r fhir.Resource) (
 	if err != nil {
 		return nil, err
 	}
+	if err := s.allowed(ctx, typ, nil, &p.w, []store.Write{p.w}); err != nil {
+		return nil, err
+	}
 	if err := s.checkRefs(ctx, p.refs, nil); err != nil {
 		return nil, err
 	}
@@ -133,6 +160,9 @@ func (s *Service) Update(ctx context.Context, typ, id string, r fhir.Resource, i
 		if err != nil {
 			return nil, err
 		}
+		if err := s.allowed(ctx, typ, cur, nil, nil); err != nil {
+			return nil, err
+		}
 		if ifMatch > 0 && (cur == nil || cur.Version != ifMatch) {
 			return nil, preconditionFailed(cur, ifMatch)
 		}
@@ -142,6 +172,9 @@ func (s *Service) Update(ctx context.Context, typ, id string, r fhir.Resource, i
 		}
 		if p.noop != nil {
 			return &Outcome{Resource: p.noop, NoChange: true}, nil
+		}
+		if err := s.allowed(ctx, typ, cur, &p.w, []store.Write{p.w}); err != nil {
+			return nil, err
 		}
 		if err := s.checkRefs(ctx, p.refs, map[string]bool{typ + "/" + id: true}); err != nil {
 			return nil, err
@@ -170,6 +203,9 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int) (*Out
 		if cur == nil {
 			return nil, fhir.NotFound("%s/%s does not exist", typ, id)
 		}
+		if err := s.allowed(ctx, typ, cur, nil, nil); err != nil {
+			return nil, err
+		}
 		if ifMatch > 0 && cur.Version != ifMatch {
 			return nil, preconditionFailed(cur, ifMatch)
 		}
@@ -177,6 +213,9 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int) (*Out
 			return &Outcome{Resource: cur, NoChange: true}, nil
 		}
 		w := s.deletion(cur)
+		if err := s.allowed(ctx, typ, cur, &w, []store.Write{w}); err != nil {
+			return nil, err
+		}
 		err = s.st.Commit(ctx, []store.Write{w})
 		if errors.Is(err, store.ErrConflict) && ifMatch == 0 && attempt < 3 {
 			continue

@@ -94,7 +94,7 @@ var servingRE = regexp.MustCompile(`at (http://\S+/fhir)`)
 // storeArgs and waits until it listens.
 func startServer(t *testing.T, bin, logPath string, storeArgs ...string) *server {
 	t.Helper()
-	args := append([]string{"serve"}, storeArgs...)
+	args := append([]string{"serve", "--insecure-open"}, storeArgs...)
 	args = append(args, "--addr", "127.0.0.1:0")
 	cmd := exec.Command(bin, args...)
 	cmd.Env = crashEnv()
