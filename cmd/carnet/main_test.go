@@ -6,13 +6,18 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"carnet/internal/auth"
+	"carnet/internal/policy"
 )
 
 // syncBuf is a goroutine-safe buffer for a running command's output.
@@ -87,7 +92,7 @@ func TestImportIsIdempotent(t *testing.T) {
 		t.Fatalf("changed import: exit %d\n%s", code, out)
 	}
 	// The data is there, references resolved, decimals exact.
-	srv := startServer(t, data)
+	srv, _ := startCommand(t, "serve", "--data", data, "--addr", "127.0.0.1:0", "--insecure-open")
 	var b struct {
 		Total int `json:"total"`
 		Entry []struct {
@@ -174,17 +179,102 @@ func getJSON(t *testing.T, url string, v any) string {
 	return string(body)
 }
 
+// demoLogin logs in as the demo user u (password and TOTP code at t) and
+// returns an access token.
+func demoLogin(t *testing.T, base string, u demoUser, at time.Time) string {
+	t.Helper()
+	code, err := auth.TOTPCode(u.TOTPSecret, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.PostForm(strings.TrimSuffix(base, "/fhir")+"/auth/token", url.Values{"username": {u.Username}, "password": {u.Password}, "otp": {code}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(body, &tok)
+	if resp.StatusCode != 200 || tok.AccessToken == "" || tok.TokenType != "Bearer" || tok.ExpiresIn <= 0 || tok.ExpiresIn > 900 {
+		t.Fatalf("login %s: %d %s", u.Username, resp.StatusCode, body)
+	}
+	return tok.AccessToken
+}
+
+func getAuthJSON(t *testing.T, url, token string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
 func TestDemoCreatesThenReuses(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "demo")
 	var count struct {
 		Total int `json:"total"`
 	}
+	var users []demoUser
+	reach := 0
 	t.Run("first run seeds", func(t *testing.T) {
-		base, stderr := startCommand(t, "demo", "--data", data, "--patients", "30", "--addr", "127.0.0.1:0")
-		getJSON(t, base+"/Patient?_summary=count", &count)
-		if count.Total != 30 || !strings.Contains(stderr.String(), "creating a synthetic demo group") {
-			t.Fatalf("patients %d; stderr %s", count.Total, stderr.String())
+		base, stderr := startCommand(t, "demo", "--data", data, "--patients", "300", "--addr", "127.0.0.1:0")
+		if !strings.Contains(stderr.String(), "creating a synthetic demo group") {
+			t.Fatalf("stderr %s", stderr.String())
 		}
+		raw, err := os.ReadFile(filepath.Join(data, "demo-users.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &users); err != nil {
+			t.Fatal(err)
+		}
+		roles := map[string]bool{}
+		for _, u := range users {
+			for _, r := range u.Roles {
+				roles[r] = true
+			}
+			if u.Username == "" || u.Password == "" || len(u.Facilities) == 0 {
+				t.Errorf("incomplete demo user %+v", u)
+			}
+		}
+		for _, r := range policy.Roles {
+			if !roles[r] {
+				t.Errorf("no demo user with role %s", r)
+			}
+		}
+		// Without a token: 401.
+		if st := getAuthJSON(t, base+"/Patient?_summary=count", "", &count); st != 401 {
+			t.Fatalf("no token: %d", st)
+		}
+		// The first physician listed logs in and sees their own patients.
+		var doc demoUser
+		for _, u := range users {
+			if slices.Contains(u.Roles, policy.Physician) {
+				doc = u
+				break
+			}
+		}
+		tok := demoLogin(t, base, doc, time.Now())
+		if st := getAuthJSON(t, base+"/Patient?_summary=count", tok, &count); st != 200 || count.Total < 3 || count.Total >= 300 {
+			t.Fatalf("physician %s sees %d patients (status %d): want a few, not everyone", doc.Username, count.Total, st)
+		}
+		reach = count.Total
 		var page struct {
 			Entry []struct {
 				Resource struct {
@@ -192,18 +282,39 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 				} `json:"resource"`
 			} `json:"entry"`
 		}
-		getJSON(t, base+"/Patient?_count=1", &page)
+		getAuthJSON(t, base+"/Patient?_count=1", tok, &page)
 		fam := page.Entry[0].Resource.Name[0].Family
-		getJSON(t, base+"/Patient?family="+strings.ToLower(fam)+"&_summary=count", &count)
+		getAuthJSON(t, base+"/Patient?family="+url.QueryEscape(strings.ToLower(fam))+"&_summary=count", tok, &count)
 		if count.Total < 1 {
 			t.Fatalf("family search for %q found nothing", fam)
+		}
+		// The group administrator logs in too, and reads no patient.
+		for _, u := range users {
+			if slices.Contains(u.Roles, policy.GroupAdmin) {
+				atok := demoLogin(t, base, u, time.Now())
+				if st := getAuthJSON(t, base+"/Patient?_summary=count", atok, &count); st != 403 {
+					t.Errorf("group admin searching patients: %d, want 403", st)
+				}
+				break
+			}
 		}
 	})
 	t.Run("second run reuses", func(t *testing.T) {
 		base, stderr := startCommand(t, "demo", "--data", data, "--patients", "99", "--addr", "127.0.0.1:0")
-		getJSON(t, base+"/Patient?_summary=count", &count)
-		if count.Total != 30 || !strings.Contains(stderr.String(), "reusing the existing store") {
-			t.Fatalf("patients %d; stderr %s", count.Total, stderr.String())
+		if !strings.Contains(stderr.String(), "reusing the existing store") {
+			t.Fatalf("stderr %s", stderr.String())
+		}
+		var doc demoUser
+		for _, u := range users {
+			if slices.Contains(u.Roles, policy.Physician) {
+				doc = u
+				break
+			}
+		}
+		// The next time step: the code of the first login cannot be replayed.
+		tok := demoLogin(t, base, doc, time.Now().Add(30*time.Second))
+		if st := getAuthJSON(t, base+"/Patient?_summary=count", tok, &count); st != 200 || count.Total != reach {
+			t.Fatalf("patients %d (status %d), want %d", count.Total, st, reach)
 		}
 	})
 }

@@ -152,10 +152,19 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	pwStdin := fs.Bool("password-stdin", false, "read the password from standard input instead of generating one")
 	reason := fs.String("reason", "", "reason recorded with the status change")
 	facility := fs.String("facility", "", "facility (Organization id) to add with the role")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
+	// Flags may come before or after the positional arguments.
+	var pos []string
+	rest := args[1:]
+	for {
+		if err := parse(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	pos := fs.Args()
 	need := func(n int) error {
 		if len(pos) != n {
 			fmt.Fprintf(stderr, "carnet user %s: expected %s\n", sub, synopsis)
