@@ -59,8 +59,13 @@ func capabilityStatement(version string) []byte {
 			"description": "Carnet patient-record server. Search: _count (default 20, max 500), _sort (_id, _lastUpdated, string and date parameters; resources without the value last), _include and _revinclude of reference parameters, _summary=count, opaque paging. Unknown parameters are ignored and reported unless Prefer: handling=strict. Whole-system interactions: transaction and batch.",
 		},
 		"rest": []any{map[string]any{
-			"mode":        "server",
-			"resource":    resources,
+			"mode":     "server",
+			"resource": resources,
+			"security": map[string]any{
+				"service": []any{map[string]any{"coding": []any{map[string]any{
+					"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
+				"description": "Bearer tokens from POST /auth/token (username, password and a TOTP code: MFA is mandatory), 15 minutes, SMART v2 user/ scopes that narrow the account's roles. Access follows the care relationship; see docs/access.md.",
+			},
 			"interaction": []any{map[string]any{"code": "transaction"}, map[string]any{"code": "batch"}},
 		}},
 	}
