@@ -7,8 +7,14 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
 	"carnet/internal/api"
+	"carnet/internal/auth"
+	"carnet/internal/fhir"
+	"carnet/internal/policy"
+	"carnet/internal/record"
+	"carnet/internal/store"
 	"carnet/internal/store/sqlite"
 )
 
@@ -40,37 +46,64 @@ func BenchmarkCreatePatient(b *testing.B) {
 	})
 }
 
-// BenchmarkReadPatient measures GET /fhir/Patient/{id} server-side.
+// BenchmarkReadPatient measures GET /fhir/Patient/{id} server-side, open
+// (no authentication) and as a physician reading their own patients (bearer
+// token looked up, role, scope and care relationship checked).
 func BenchmarkReadPatient(b *testing.B) {
 	st, err := sqlite.Open(context.Background(), b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	h := api.New(st, api.Options{InsecureOpen: true})
+	ctx := context.Background()
+	rec := record.New(st)
+	mk := func(typ, js string) string {
+		r, _ := fhir.Parse([]byte(js))
+		out, err := rec.Create(ctx, typ, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return out.Resource.ID
+	}
+	fac := mk("Organization", `{"resourceType":"Organization","name":"F"}`)
+	doc := mk("Practitioner", `{"resourceType":"Practitioner","name":[{"family":"D"}]}`)
 	var ids []string
 	for i := range 200 {
-		req := httptest.NewRequest("POST", "/fhir/Patient", bytes.NewReader([]byte(`{"resourceType":"Patient","name":[{"family":"R`+strconv.Itoa(i)+`"}]}`)))
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != http.StatusCreated {
-			b.Fatalf("status %d", w.Code)
-		}
-		loc := w.Header().Get("Location")
-		ids = append(ids, loc[len("http://example.com/fhir/Patient/"):len("http://example.com/fhir/Patient/")+36])
+		ids = append(ids, mk("Patient", `{"resourceType":"Patient","name":[{"family":"R`+strconv.Itoa(i)+`"}],"managingOrganization":{"reference":"Organization/`+fac+`"},"generalPractitioner":[{"reference":"Practitioner/`+doc+`"}]}`))
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			i++
-			req := httptest.NewRequest("GET", "/fhir/Patient/"+ids[i%len(ids)], nil)
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			if w.Code != http.StatusOK {
-				b.Fatalf("status %d", w.Code)
-			}
-		}
-	})
+	svc := auth.NewService(st, auth.Options{})
+	if _, err := svc.CreateAccount(ctx, auth.NewAccount{Username: "doc", Practitioner: doc, Roles: []string{"physician"}, Facilities: []string{fac}}); err != nil {
+		b.Fatal(err)
+	}
+	a, _ := st.AccountByUsername(ctx, "doc")
+	tok, hash, _ := auth.NewToken(auth.AccessTokenPrefix)
+	now := time.Now()
+	st.InsertTokens(ctx, &store.Token{Hash: hash, Kind: "access", Account: a.ID, Session: "s", Scopes: policy.DefaultScope, Created: now, Expires: now.Add(time.Hour)})
+	for _, c := range []struct {
+		name string
+		h    http.Handler
+		tok  string
+	}{
+		{"open", api.New(st, api.Options{InsecureOpen: true}), ""},
+		{"physician", api.New(st, api.Options{Auth: svc, Policy: policy.New(st), Admin: st}), tok},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					i++
+					req := httptest.NewRequest("GET", "/fhir/Patient/"+ids[i%len(ids)], nil)
+					if c.tok != "" {
+						req.Header.Set("Authorization", "Bearer "+c.tok)
+					}
+					w := httptest.NewRecorder()
+					c.h.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Fatalf("status %d: %s", w.Code, w.Body)
+					}
+				}
+			})
+		})
+	}
 }

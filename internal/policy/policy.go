@@ -231,7 +231,10 @@ func (d *Decider) Can(p *auth.Principal, act Action, typ string) error {
 func (d *Decider) Scope(p *auth.Principal, act Action, typ string) *store.Scope {
 	now := d.Now()
 	g := d.grantFor(p, act, typ)
-	sc := &store.Scope{Facilities: p.Facilities, Now: now, Since: now.Add(-d.CareWindow), Types: d.readable(p)}
+	sc := &store.Scope{Facilities: p.Facilities, Now: now, Since: now.Add(-d.CareWindow)}
+	if act == Search {
+		sc.Types = d.readable(p) // for _include and _revinclude
+	}
 	if g.care {
 		sc.Practitioner = p.Practitioner
 		sc.Account = p.AccountID // break-the-glass is for clinicians

@@ -112,6 +112,7 @@ func (s *SQL) execAuth(ctx context.Context, fn func(tx wtx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	defer s.authInvalidate()
+	defer s.relationshipsChanged() // break-the-glass grants, account facilities
 	return s.inTx(fn)
 }
 

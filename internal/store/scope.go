@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"carnet/internal/fhir"
@@ -122,7 +125,83 @@ func (s *SQL) Reach(ctx context.Context, sc *Scope, patients []string) (map[stri
 	return out, rows.Err()
 }
 
+// reachTTL bounds how long a cached reach answer stands without a change of
+// relationships (a care window or a break-the-glass grant may end meanwhile).
+const reachTTL = time.Second
+
+// reachCache remembers point answers for a single-process store. Entries
+// carry the relationship generation they were computed at: any write that
+// can change a relationship (Patient, Encounter, CareTeam, break-the-glass)
+// bumps it, so a stale answer is never used.
+type reachCache struct {
+	mu  sync.RWMutex
+	m   map[string]reachEntry
+	gen atomic.Uint64
+}
+
+type reachEntry struct {
+	gen uint64
+	at  time.Time
+	ok  bool
+}
+
+func reachKey(sc *Scope, patient string) string {
+	var b strings.Builder
+	b.WriteString(sc.Practitioner)
+	b.WriteByte('|')
+	b.WriteString(sc.Account)
+	if sc.FacilityWide {
+		b.WriteString("|w|")
+	} else {
+		b.WriteString("|c|")
+	}
+	for _, f := range sc.Facilities {
+		b.WriteString(f)
+		b.WriteByte(',')
+	}
+	b.WriteByte('|')
+	b.WriteString(strconv.FormatInt(sc.Since.Unix(), 10))
+	b.WriteByte('|')
+	b.WriteString(patient)
+	return b.String()
+}
+
+// relationshipsChanged invalidates cached reach answers.
+func (s *SQL) relationshipsChanged() {
+	if s.reach != nil {
+		s.reach.gen.Add(1)
+	}
+}
+
 func (s *SQL) reachOne(ctx context.Context, sc *Scope, patient string) (map[string]bool, error) {
+	var key string
+	var gen uint64
+	if s.reach != nil {
+		key = reachKey(sc, patient)
+		gen = s.reach.gen.Load()
+		s.reach.mu.RLock()
+		e, hit := s.reach.m[key]
+		s.reach.mu.RUnlock()
+		if hit && e.gen == gen && sc.Now.Sub(e.at) < reachTTL && !sc.Now.Before(e.at) {
+			if e.ok {
+				return map[string]bool{patient: true}, nil
+			}
+			return map[string]bool{}, nil
+		}
+	}
+	out, err := s.reachOneSQL(ctx, sc, patient)
+	if err == nil && s.reach != nil {
+		s.reach.mu.Lock()
+		if len(s.reach.m) > 200_000 {
+			clear(s.reach.m)
+		}
+		s.reach.m[key] = reachEntry{gen: gen, at: sc.Now, ok: out[patient]}
+		s.reach.mu.Unlock()
+	}
+	return out, err
+}
+
+func (s *SQL) reachOneSQL(ctx context.Context, sc *Scope, patient string) (map[string]bool, error) {
 	var ors []string
 	var args []any
 	if len(sc.Facilities) > 0 {
@@ -152,7 +231,11 @@ func (s *SQL) reachOne(ctx context.Context, sc *Scope, patient string) (map[stri
 		return out, nil
 	}
 	var ok bool
-	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT "+strings.Join(ors, " OR ")), args...).Scan(&ok); err != nil {
+	st, err := s.stmt(ctx, "SELECT "+strings.Join(ors, " OR "))
+	if err != nil {
+		return nil, fmt.Errorf("store: reach: %w", err)
+	}
+	if err := st.QueryRowContext(ctx, args...).Scan(&ok); err != nil {
 		return nil, fmt.Errorf("store: reach: %w", err)
 	}
 	if ok {

@@ -53,8 +53,10 @@ type SQL struct {
 
 	readStmt *sql.Stmt
 	qcache   sync.Map // string -> rebound string
+	stmts    sync.Map // query -> *sql.Stmt on rdb (hot read queries)
 	cache    *cache
-	auth     *authCache // token lookups; only for a single-process store
+	auth     *authCache  // token lookups; only for a single-process store
+	reach    *reachCache // reach answers; only for a single-process store
 
 	// The writer: one dedicated connection with its prepared statements,
 	// used by the group-commit loop and by Load (wmu serialises them).
@@ -113,6 +115,7 @@ func NewSQL(d Dialect, rdb, wdb *sql.DB, closeFns ...func() error) (*SQL, error)
 	if d.CacheBytes > 0 {
 		s.cache = newCache(d.CacheBytes)
 		s.auth = &authCache{m: map[string]tokenEntry{}}
+		s.reach = &reachCache{m: map[string]reachEntry{}}
 	}
 	var err error
 	s.readStmt, err = rdb.Prepare(s.q(`SELECT ver, updated, deleted, patient, data FROM resources WHERE rtype = ? AND id = ?`))
@@ -153,6 +156,23 @@ func (s *SQL) q(query string) string {
 	return out
 }
 
+// stmt returns a prepared statement on the read pool for a hot query
+// (prepared once; database/sql re-prepares it per connection as needed).
+func (s *SQL) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if v, ok := s.stmts.Load(query); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
 // Close stops the writer (pending commits finish) and closes the databases.
 func (s *SQL) Close() error {
 	var err error
@@ -163,6 +183,7 @@ func (s *SQL) Close() error {
 		s.resetWriter()
 		s.wmu.Unlock()
 		s.readStmt.Close()
+		s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 		for _, f := range s.closeFns {
 			if e := f(); e != nil && err == nil {
 				err = e

@@ -288,6 +288,11 @@ func (s *SQL) commitBatch(batch []*commitReq) {
 		}
 		return s.flushIndex(tx, &ir)
 	})
+	if s.reach != nil && touchesRelationships(batch) {
+		// Before anyone is told the write is done (and also on failure:
+		// invalidating too much is harmless).
+		s.relationshipsChanged()
+	}
 	if err == nil && s.cache != nil {
 		for i, r := range batch {
 			if errs[i] == nil {
@@ -308,6 +313,19 @@ func (s *SQL) commitBatch(batch []*commitReq) {
 			r.done <- errs[i]
 		}
 	}
+}
+
+// touchesRelationships: does the batch write a type care links come from?
+func touchesRelationships(batch []*commitReq) bool {
+	for _, r := range batch {
+		for i := range r.ws {
+			switch r.ws[i].Type {
+			case "Patient", "Encounter", "CareTeam":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *SQL) apply(tx wtx, ws []Write, ir *indexRows) error {
@@ -581,6 +599,7 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 			return fmt.Errorf("store: load: %w", err)
 		}
 	}
+	defer s.relationshipsChanged()
 	defer func() {
 		s.resetWriter()
 		if phase != nil {
