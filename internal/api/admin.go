@@ -36,8 +36,8 @@ func (s *Server) adminRoutes() {
 	s.handle("GET /admin/accounts", s.adminOnly(s.listAccounts))
 	s.handle("POST /admin/accounts", s.adminOnly(s.createAccount))
 	s.handle("GET /admin/accounts/{username}", s.adminOnly(s.showAccount))
-	s.handle("POST /admin/accounts/{username}/disable", s.adminOnly(s.setStatus(store.StatusDisabled)))
-	s.handle("POST /admin/accounts/{username}/enable", s.adminOnly(s.setStatus(store.StatusActive)))
+	s.handle("POST /admin/accounts/{username}/disable", s.adminOrSecurity(s.setStatus(store.StatusDisabled)))
+	s.handle("POST /admin/accounts/{username}/enable", s.adminOrSecurity(s.setStatus(store.StatusActive)))
 	s.handle("POST /admin/accounts/{username}/reset-mfa", s.adminOnly(s.resetMFA))
 	s.handle("GET /admin/role-requests", s.adminOnly(s.listRoleRequests))
 	s.handle("POST /admin/role-requests", s.adminOnly(s.requestRole))
@@ -58,6 +58,19 @@ func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// adminOrSecurity: account status changes are for administrators, and for
+// the security officer when the account is suspended (review).
+func (s *Server) adminOrSecurity(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := principal(r)
+		if p == nil || !(policy.IsAdmin(p) || p.HasRole(policy.SecurityOfficer)) {
+			s.fail(w, r, policy.Forbidden("account status is managed by administrators and the security officer"))
+			return
+		}
+		h(w, r)
+	}
+}
+
 func (s *Server) securityOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := principal(r)
@@ -69,15 +82,22 @@ func (s *Server) securityOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// manages reports whether administrator p manages account a: a group
-// administrator manages everyone, a facility administrator the accounts of
-// their facilities (and only those).
+// manages reports whether p manages account a: a group administrator
+// manages everyone, a facility administrator the accounts of their
+// facilities (and only those), except group administrators and security
+// officers, whom only a group administrator manages. The security officer
+// sees every account (to review suspensions).
 func manages(p *auth.Principal, a *store.Account) bool {
-	if p.HasRole(policy.GroupAdmin) {
+	if p.HasRole(policy.GroupAdmin) || p.HasRole(policy.SecurityOfficer) && !policy.IsAdmin(p) {
 		return true
 	}
-	if len(a.Facilities) == 0 {
+	if !policy.IsAdmin(p) || len(a.Facilities) == 0 {
 		return false
+	}
+	for _, r := range a.Roles {
+		if r == policy.GroupAdmin || r == policy.SecurityOfficer {
+			return false
+		}
 	}
 	for _, f := range a.Facilities {
 		if !slices.Contains(p.Facilities, f) {
@@ -232,8 +252,13 @@ func (s *Server) setStatus(status string) http.HandlerFunc {
 			s.fail(w, r, policy.Forbidden("you cannot change the status of your own account"))
 			return
 		}
-		if a.Status == store.StatusSuspended && status == store.StatusActive && !p.HasRole(policy.SecurityOfficer) {
-			s.fail(w, r, policy.Forbidden("a suspended account is re-enabled by the security officer after review"))
+		officer := p.HasRole(policy.SecurityOfficer)
+		if a.Status == store.StatusSuspended && !officer {
+			s.fail(w, r, policy.Forbidden("a suspended account is reviewed by the security officer, who alone changes its status"))
+			return
+		}
+		if a.Status != store.StatusSuspended && !policy.IsAdmin(p) {
+			s.fail(w, r, policy.Forbidden("the security officer changes the status of suspended accounts only; administrators manage the others"))
 			return
 		}
 		a.Status, a.StatusReason, a.Updated = status, "by "+p.Username, time.Now().UTC()

@@ -26,6 +26,7 @@ type Repo interface {
 	LookupToken(ctx context.Context, hash string) (*store.Token, *store.Account, error)
 	ConsumeToken(ctx context.Context, hash string) (bool, error)
 	RevokeSession(ctx context.Context, session string) error
+	RevokeAccountTokens(ctx context.Context, account string) error
 	ThrottleState(ctx context.Context, keys ...string) (map[string]store.Throttle, error)
 	ThrottleFailure(ctx context.Context, now time.Time, backoff func(failures int) time.Duration, keys ...string) error
 	ThrottleReset(ctx context.Context, keys ...string) error
@@ -441,7 +442,10 @@ func (s *Service) SetPassword(ctx context.Context, username, pw string) error {
 		return err
 	}
 	a.Updated = s.opt.Now().UTC()
-	return s.repo.UpdateAccount(ctx, a)
+	if err := s.repo.UpdateAccount(ctx, a); err != nil {
+		return err
+	}
+	return s.repo.RevokeAccountTokens(ctx, a.ID)
 }
 
 // SetStatus enables, disables or suspends an account; anything but active

@@ -233,7 +233,14 @@ func (d *Decider) Scope(p *auth.Principal, act Action, typ string) *store.Scope 
 	g := d.grantFor(p, act, typ)
 	sc := &store.Scope{Facilities: p.Facilities, Now: now, Since: now.Add(-d.CareWindow)}
 	if act == Search {
-		sc.Types = d.readable(p) // for _include and _revinclude
+		// _include and _revinclude: each included type under its own read
+		// right (only types the caller reads at all pass).
+		sc.Include = func(t string) *store.Scope {
+			if !d.grantFor(p, Read, t).ok() {
+				return nil
+			}
+			return d.Scope(p, Read, t)
+		}
 	}
 	if g.care {
 		sc.Practitioner = p.Practitioner
@@ -241,16 +248,6 @@ func (d *Decider) Scope(p *auth.Principal, act Action, typ string) *store.Scope 
 	}
 	sc.FacilityWide = g.facility
 	return sc
-}
-
-func (d *Decider) readable(p *auth.Principal) map[string]bool {
-	m := map[string]bool{}
-	for _, ti := range fhir.StoredTypes() {
-		if d.grantFor(p, Read, ti.Name).ok() {
-			m[ti.Name] = true
-		}
-	}
-	return m
 }
 
 // PatientBound reports whether resources of typ are a patient's data.
@@ -282,7 +279,7 @@ func (d *Decider) checkPatient(ctx context.Context, p *auth.Principal, act Actio
 		return err
 	}
 	if !ok[patient] {
-		return Forbidden("no care relationship with patient %s at your facilities: %s denied (break-the-glass is available to clinicians)", patient, act)
+		return Forbidden("%s denied: this %s belongs to a patient with whom you have no care relationship at your facilities (physicians and nurses may break the glass)", act, typ)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,9 +29,10 @@ type Scope struct {
 	// Account's unexpired break-the-glass grants (at Now) count too.
 	Account string
 	Now     time.Time
-	// Types the caller may read. Resources of other types are left out of
-	// _include and _revinclude results.
-	Types map[string]bool
+	// Include returns the scope under which the caller reads resources of
+	// typ (nil: not at all); _include and _revinclude results are checked
+	// against it, type by type. Nil Include: no included resource passes.
+	Include func(typ string) *Scope
 }
 
 // patientBound reports whether resources of typ belong to a patient (and so
@@ -69,7 +71,7 @@ func (sc *Scope) reachSQL() (string, []any) {
 		args = append(args, sc.Account, micros(sc.Now))
 	}
 	if len(parts) == 0 {
-		return "SELECT '' WHERE 1 = 0", nil
+		return "SELECT '' AS patient WHERE 1 = 0", nil
 	}
 	return strings.Join(parts, " UNION ALL "), args
 }
@@ -244,29 +246,41 @@ func (s *SQL) reachOneSQL(ctx context.Context, sc *Scope, patient string) (map[s
 	return out, nil
 }
 
-// scopeIncluded drops included resources the scope does not reach.
+// scopeIncluded drops included resources the caller may not read: of a type
+// it does not read, or of a patient its scope for that type does not reach.
 func (s *SQL) scopeIncluded(ctx context.Context, sc *Scope, rs []*Resource) ([]*Resource, error) {
 	if sc == nil || len(rs) == 0 {
 		return rs, nil
 	}
-	var ask []string
-	seen := map[string]bool{}
+	scopes := map[string]*Scope{}
+	asked := map[string][]string{}
 	for _, r := range rs {
-		if patientBound(r.Type) && r.Patient != "" && !seen[r.Patient] {
-			seen[r.Patient] = true
-			ask = append(ask, r.Patient)
+		if _, done := scopes[r.Type]; !done {
+			var ts *Scope
+			if sc.Include != nil {
+				ts = sc.Include(r.Type)
+			}
+			scopes[r.Type] = ts
+		}
+		if scopes[r.Type] != nil && patientBound(r.Type) && r.Patient != "" {
+			asked[r.Type] = append(asked[r.Type], r.Patient)
 		}
 	}
-	ok, err := s.Reach(ctx, sc, ask)
-	if err != nil {
-		return nil, err
+	ok := map[string]map[string]bool{}
+	for typ, pats := range asked {
+		slices.Sort(pats)
+		got, err := s.Reach(ctx, scopes[typ], slices.Compact(pats))
+		if err != nil {
+			return nil, err
+		}
+		ok[typ] = got
 	}
 	out := rs[:0]
 	for _, r := range rs {
-		if !sc.Types[r.Type] {
+		if scopes[r.Type] == nil {
 			continue
 		}
-		if patientBound(r.Type) && !ok[r.Patient] {
+		if patientBound(r.Type) && !ok[r.Type][r.Patient] {
 			continue
 		}
 		out = append(out, r)

@@ -61,7 +61,7 @@ func TestScopeFiltersSearchInTheQuery(t *testing.T) {
 		w := newCareWorld(t, svc)
 		all := map[string]bool{"Patient": true, "Observation": true, "Practitioner": true, "Organization": true, "Encounter": true}
 		now := time.Now()
-		d1 := &store.Scope{Practitioner: w.d1, Facilities: []string{w.f1}, Since: now.Add(-30 * 24 * time.Hour), Now: now, Types: all}
+		d1 := &store.Scope{Practitioner: w.d1, Facilities: []string{w.f1}, Since: now.Add(-30 * 24 * time.Hour), Now: now}
 		// D1 at F1 reaches p1 only (attending physician); p3's care team is at F2.
 		if n, ids := scopedIDs(t, st, "Patient", "family=alpha", d1); n != 1 || !slices.Equal(ids, []string{w.p1}) {
 			t.Errorf("D1@F1 Patient?family=alpha: total %d ids %v, want 1 [%s]", n, ids, w.p1)
@@ -81,7 +81,8 @@ func TestScopeFiltersSearchInTheQuery(t *testing.T) {
 		}
 		// D2's encounter with p2 ended 2026-01-02: inside a window reaching
 		// back before it, outside a window starting after it.
-		d2 := &store.Scope{Practitioner: w.d2, Facilities: []string{w.f1}, Since: time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC), Now: now, Types: all}
+		d1.Include = includeAs(d1, all)
+		d2 := &store.Scope{Practitioner: w.d2, Facilities: []string{w.f1}, Since: time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC), Now: now}
 		if n, _ := scopedIDs(t, st, "Patient", "", d2); n != 1 {
 			t.Errorf("D2 within window: total %d, want 1", n)
 		}
@@ -91,7 +92,8 @@ func TestScopeFiltersSearchInTheQuery(t *testing.T) {
 			t.Errorf("D2 after window: total %d, want 0", n)
 		}
 		// Facility-wide (admission): every patient linked to F1.
-		clerk := &store.Scope{Facilities: []string{w.f1}, FacilityWide: true, Now: now, Types: map[string]bool{"Patient": true}}
+		clerk := &store.Scope{Facilities: []string{w.f1}, FacilityWide: true, Now: now}
+		clerk.Include = includeAs(clerk, map[string]bool{"Patient": true})
 		if n, ids := scopedIDs(t, st, "Patient", "family=alpha", clerk); n != 2 || !slices.Equal(ids, sortedOf(w.p1, w.p2)) {
 			t.Errorf("clerk@F1: total %d ids %v", n, ids)
 		}
@@ -103,13 +105,22 @@ func TestScopeFiltersSearchInTheQuery(t *testing.T) {
 		if _, ids := scopedIDs(t, st, "Observation", "_include=Observation:subject", d1); !slices.Equal(ids, sortedOf(w.p1, "Patient:"+w.p1)) {
 			t.Errorf("D1 include: %v", ids)
 		}
+		// Including patients from a directory search: each included type under
+		// its own scope; an empty scope includes nothing (and does not fail).
+		if _, ids := scopedIDs(t, st, "Practitioner", "_revinclude=Patient:general-practitioner", d1); !slices.Equal(ids, []string{"", "", "Patient:" + w.p1}) {
+			t.Errorf("D1 Practitioner _revinclude Patient: %v", ids)
+		}
 		// Nobody: empty scope reaches nothing, but non-patient types stay readable.
-		none := &store.Scope{Now: now, Types: all}
+		none := &store.Scope{Now: now}
 		if n, _ := scopedIDs(t, st, "Patient", "", none); n != 0 {
 			t.Errorf("empty scope: %d patients", n)
 		}
 		if n, _ := scopedIDs(t, st, "Practitioner", "", none); n != 2 {
 			t.Errorf("empty scope: %d practitioners, want 2", n)
+		}
+		none.Include = includeAs(none, all)
+		if _, ids := scopedIDs(t, st, "Practitioner", "_revinclude=Patient:general-practitioner", none); len(ids) != 2 {
+			t.Errorf("empty scope revinclude: %v, want the 2 practitioners only", ids)
 		}
 		// Reach answers point and batch questions alike.
 		for _, ps := range [][]string{{w.p1}, {w.p2}, {w.p1, w.p2, w.p3}} {
@@ -139,6 +150,16 @@ func TestScopeFiltersSearchInTheQuery(t *testing.T) {
 			t.Error("deleted patient still reachable through its links")
 		}
 	})
+}
+
+// includeAs reads the given types under sc itself.
+func includeAs(sc *store.Scope, types map[string]bool) func(string) *store.Scope {
+	return func(t string) *store.Scope {
+		if types[t] {
+			return sc
+		}
+		return nil
+	}
 }
 
 func sortedOf(s ...string) []string { slices.Sort(s); return s }
