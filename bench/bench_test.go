@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"carnet/bench/loadgen"
+	"carnet/internal/auth"
 )
 
 func TestParseResources(t *testing.T) {
@@ -74,5 +78,141 @@ func TestThousands(t *testing.T) {
 		if got := thousands(n); got != want {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestAuthSteps(t *testing.T) {
+	var got []string
+	for _, s := range authSteps(3) {
+		got = append(got, fmt.Sprintf("%s%d", s.mode, s.rep))
+	}
+	if want := "auth0 open0 open1 auth1 auth2 open2"; strings.Join(got, " ") != want {
+		t.Fatalf("got %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestReportAuthRatio(t *testing.T) {
+	res := func(rps float64, p99 time.Duration, status map[int]int64) *loadgen.Result {
+		var n int64
+		for _, k := range status {
+			n += k
+		}
+		r := &loadgen.Result{Requests: n, Throughput: rps, P99: p99, ByStatus: status, BodyBytes: n * 900}
+		for c, k := range status {
+			if c >= 400 {
+				r.Errors += k
+			}
+		}
+		return r
+	}
+	ok := map[int]int64{200: 100}
+	r := &report{authOn: true}
+	r.authRows = []authRow{
+		{workload: "create", backend: "sqlite", conc: 64, mode: modeAuth, rep: 0, res: res(500, time.Millisecond, map[int]int64{201: 98, 401: 2})},
+		{workload: "create", backend: "sqlite", conc: 64, mode: modeOpen, rep: 0, res: res(1000, time.Millisecond, map[int]int64{201: 100})},
+		{workload: "read", backend: "sqlite", conc: 64, mode: modeAuth, rep: 0, res: res(900, 3*time.Millisecond, ok)},
+		{workload: "read", backend: "sqlite", conc: 64, mode: modeOpen, rep: 0, res: res(1000, 2*time.Millisecond, ok)},
+		{workload: "read", backend: "sqlite", conc: 64, mode: modeOpen, rep: 1, res: res(1200, 4*time.Millisecond, ok)},
+		{workload: "read", backend: "sqlite", conc: 64, mode: modeAuth, rep: 1, res: res(1100, 5*time.Millisecond, ok)},
+		{workload: "read", backend: "sqlite", conc: 64, mode: modeAuth, rep: 2, res: res(950, 4*time.Millisecond, ok)},
+		{workload: "read", backend: "sqlite", conc: 64, mode: modeOpen, rep: 2, res: res(1100, 3*time.Millisecond, ok)},
+		{workload: "search-family", backend: "postgres", conc: 8, mode: modeAuth, rep: 0, note: "server died"},
+		{workload: "search-family", backend: "postgres", conc: 8, mode: modeOpen, rep: 0, res: res(300, time.Millisecond, ok)},
+	}
+	md := r.markdown()
+	for _, want := range []string{
+		"## Authentication cost",
+		// medians: open 1100, auth 950; p99 medians 3 and 4 ms.
+		"| read (physician's patients) | sqlite | 64 | 1100 | 950 | **0.86** | 3.00 | 4.00 | 0 / 0 | 900 / 900 | 1000, 1200, 1100; 900, 1100, 950 |",
+		"| create Observation (physician's patients) | sqlite | 64 | 1000 | 500 | **0.50 (< 0.85)** | 1.00 | 1.00 | 0 / 401:2 (2.0%) |",
+		"| search-family (physician's patients) | postgres | 8 | 300 | - | - | 1.00 | - | 0 / - | 900 / - | 300; - (auth: server died) |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("missing %q in\n%s", want, md)
+		}
+	}
+	// read, search-family, create; within a workload sqlite before postgres.
+	if i, j := strings.Index(md, "| read (physician"), strings.Index(md, "| create Observation"); i < 0 || j < 0 || i > j {
+		t.Errorf("row order wrong:\n%s", md)
+	}
+	for _, s := range r.authSummaries() {
+		if s.workload == "read" {
+			if l := s.line(); !strings.Contains(l, "open 1100 req/s, auth 950 req/s, auth/open 0.86 (medians of 3 and 3 runs") {
+				t.Errorf("summary line %q", l)
+			}
+		}
+	}
+}
+
+func TestFirstPhysician(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "demo-users.json")
+	os.WriteFile(p, []byte(`[{"username":"n.a","password":"x","totp_secret":"S","roles":["nurse"]},
+		{"username":"p.b","password":"pw","totp_secret":"T7LHDSKWAUOKMSNUNNBNEOJ2KJACALH6","roles":["physician"],"facilities":["f"]},
+		{"username":"p.c","password":"pw","totp_secret":"S","roles":["physician"]}]`), 0o600)
+	u, err := firstPhysician(p)
+	if err != nil || u.Username != "p.b" || u.Password != "pw" {
+		t.Fatalf("got %+v, %v", u, err)
+	}
+	os.WriteFile(p, []byte(`[{"username":"n.a","password":"x","totp_secret":"S","roles":["nurse"]}]`), 0o600)
+	if _, err := firstPhysician(p); err == nil {
+		t.Fatal("no physician: want an error")
+	}
+}
+
+func TestTokenSourceLoginThenRefresh(t *testing.T) {
+	const secret = "T7LHDSKWAUOKMSNUNNBNEOJ2KJACALH6"
+	var logins, refreshes int
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/auth/token" || r.Method != "POST" || r.ParseForm() != nil {
+			http.Error(w, "bad request", 400)
+			return
+		}
+		switch r.PostForm.Get("grant_type") {
+		case "":
+			code, _ := auth.TOTPCode(secret, time.Now())
+			if r.PostForm.Get("username") != "p.b" || r.PostForm.Get("password") != "pw" || r.PostForm.Get("otp") != code {
+				http.Error(w, `{"error":"invalid_grant"}`, 401)
+				return
+			}
+			logins++
+		case "refresh_token":
+			if r.PostForm.Get("refresh_token") != fmt.Sprintf("r%d", logins+refreshes) {
+				http.Error(w, `{"error":"invalid_grant"}`, 401)
+				return
+			}
+			refreshes++
+		}
+		n := logins + refreshes
+		fmt.Fprintf(w, `{"access_token":"a%d","token_type":"Bearer","expires_in":900,"refresh_token":"r%d","scope":"user/*.cruds"}`, n, n)
+	}))
+	defer ts.Close()
+	src := newTokenSource(demoUser{Username: "p.b", Password: "pw", TOTPSecret: secret, Roles: []string{"physician"}})
+	ctx := context.Background()
+	if tok, err := src.token(ctx, ts.URL, time.Minute); err != nil || tok != "a1" {
+		t.Fatalf("login: %q, %v", tok, err)
+	}
+	if tok, err := src.token(ctx, ts.URL, time.Minute); err != nil || tok != "a1" {
+		t.Fatalf("still valid: %q, %v", tok, err)
+	}
+	// Wanting it valid longer than it lives forces a refresh, not a login.
+	if tok, err := src.token(ctx, ts.URL, 20*time.Minute); err != nil || tok != "a2" {
+		t.Fatalf("refresh: %q, %v", tok, err)
+	}
+	if logins != 1 || refreshes != 1 || src.logins != 1 || src.refreshes != 1 {
+		t.Fatalf("logins %d, refreshes %d", logins, refreshes)
+	}
+	if got := origin("http://127.0.0.1:8080/fhir"); got != "http://127.0.0.1:8080" {
+		t.Fatalf("origin = %q", got)
 	}
 }

@@ -129,11 +129,12 @@ func dirSize(dir string) int64 {
 // store is one Carnet backend's data location.
 type store struct {
 	backend string // sqlite or postgres
-	dir     string // sqlite
+	dir     string // sqlite: the data folder; postgres: where carnet seed writes demo-users.json
 	db      string // postgres database name
 	pg      *pgAdmin
 }
 
+// args select the store for carnet serve.
 func (s store) args() []string {
 	if s.backend == "postgres" {
 		return []string{"--db", s.pg.dbURL(s.db)}
@@ -141,13 +142,25 @@ func (s store) args() []string {
 	return []string{"--data", s.dir}
 }
 
+// seedArgs select the store for carnet seed; with --db, --data DIR is where
+// it writes demo-users.json (else the current folder).
+func (s store) seedArgs() []string {
+	if s.backend == "postgres" {
+		return []string{"--db", s.pg.dbURL(s.db), "--data", s.dir}
+	}
+	return s.args()
+}
+
+// usersPath is the demo-users.json carnet seed wrote.
+func (s store) usersPath() string { return filepath.Join(s.dir, "demo-users.json") }
+
 // prepare empties the store.
 func (s store) prepare() error {
-	if s.backend == "postgres" {
-		return s.pg.recreate(s.db)
-	}
 	if err := os.RemoveAll(s.dir); err != nil {
 		return err
+	}
+	if s.backend == "postgres" {
+		return s.pg.recreate(s.db)
 	}
 	return os.MkdirAll(filepath.Dir(s.dir), 0o755)
 }
@@ -162,7 +175,6 @@ func (s store) size() (int64, error) {
 func (s store) remove() {
 	if s.backend == "postgres" {
 		s.pg.drop(s.db)
-		return
 	}
 	os.RemoveAll(s.dir)
 }
@@ -208,7 +220,7 @@ func seed(ctx context.Context, bin string, st store, patients int, seedVal int64
 	if err := st.prepare(); err != nil {
 		return r, err
 	}
-	args := append([]string{"seed"}, st.args()...)
+	args := append([]string{"seed"}, st.seedArgs()...)
 	args = append(args, "--patients", strconv.Itoa(patients), "--seed", strconv.FormatInt(seedVal, 10))
 	cmd := exec.Command(bin, args...)
 	d, err := runLogged(ctx, cmd, logPath, stall)
@@ -223,17 +235,21 @@ func seed(ctx context.Context, bin string, st store, patients int, seedVal int64
 
 var carnetReady = regexp.MustCompile(`(http://127\.0\.0\.1:[0-9]+/fhir)\b`)
 
-// serveCarnet starts carnet serve on a free port.
-func serveCarnet(ctx context.Context, bin string, st store, features, logPath string) (*server, error) {
+// serveCarnet starts carnet serve on a free loopback port: with
+// --insecure-open (no authentication, no access control) when open, else
+// the normal server that wants a bearer token on every FHIR route.
+func serveCarnet(ctx context.Context, bin string, st store, open bool, logPath string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	args := append([]string{"serve"}, st.args()...)
 	args = append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
-	if features != "" {
-		args = append(args, "--features", features)
+	mode := "auth"
+	if open {
+		args = append(args, "--insecure-open")
+		mode = "open"
 	}
 	cmd := exec.Command(bin, args...)
-	return startServer(ctx, "carnet serve ("+st.backend+")", cmd, logPath, carnetReady, 5*time.Minute)
+	return startServer(ctx, "carnet serve ("+st.backend+", "+mode+")", cmd, logPath, carnetReady, 5*time.Minute)
 }

@@ -60,8 +60,9 @@ type miniResource struct {
 }
 
 type apiClient struct {
-	base string // http://127.0.0.1:PORT/fhir
-	hc   *http.Client
+	base  string // http://127.0.0.1:PORT/fhir
+	hc    *http.Client
+	token string // bearer token sent when set
 }
 
 func newAPIClient(base string) *apiClient {
@@ -82,6 +83,9 @@ func (c *apiClient) get(ctx context.Context, pathOrURL string, v any) (int, erro
 		return 0, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return 0, err
@@ -110,6 +114,9 @@ func (c *apiClient) post(ctx context.Context, typ string, body []byte) (string, 
 	}
 	req.Header.Set("Content-Type", "application/fhir+json")
 	req.Header.Set("Accept", "application/fhir+json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return "", err

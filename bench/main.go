@@ -1,7 +1,9 @@
 // Command bench is Carnet's benchmark harness: it builds the server, seeds
 // each storage backend, measures read, search and create workloads at
-// several concurrencies against Carnet and against a peer FHIR engine, times
-// a big load, and writes bench/RESULTS.md.
+// several concurrencies against Carnet (on carnet serve --insecure-open) and
+// against a peer FHIR engine, compares physician-scoped workloads with and
+// without authentication on the same store, times a big load, and writes
+// bench/RESULTS.md.
 //
 //	go run ./bench                                               # full run
 //	go run ./bench -patients 5000 -duration 3s -load-patients 0  # quick
@@ -41,7 +43,9 @@ type options struct {
 	peerPatients int
 	loadPatients int
 	loadPostgres bool
-	features     string
+	authWork     []authWorkload
+	authConc     []int
+	authReps     int
 	out          string
 	pg           string
 	pgDB         string
@@ -52,7 +56,7 @@ type options struct {
 
 func main() {
 	var o options
-	var backends, conc, wls string
+	var backends, conc, wls, authWls, authConc string
 	flag.StringVar(&backends, "backends", "sqlite,postgres", "Carnet storage backends to measure, comma-separated (sqlite, postgres)")
 	flag.IntVar(&o.patients, "patients", 20000, "patients seeded for the workloads (each with ~6-8 clinical resources)")
 	flag.Int64Var(&o.seed, "seed", 1, "random seed for carnet seed and the workloads' picks")
@@ -65,7 +69,9 @@ func main() {
 	flag.IntVar(&o.peerPatients, "peer-patients", 0, "patients seeded into the peer over HTTP (0: same as -patients)")
 	flag.IntVar(&o.loadPatients, "load-patients", 758912, "patients for the timed big load on SQLite (0: skip)")
 	flag.BoolVar(&o.loadPostgres, "load-postgres", false, "also time the big load on PostgreSQL")
-	flag.StringVar(&o.features, "features", "", "passed as carnet serve --features VALUE when non-empty, and recorded")
+	flag.StringVar(&authWls, "auth-workloads", "read,search-family,create", "physician-scoped workloads run both open and with a bearer token, comma-separated (read, search-family, create); empty: no authentication comparison")
+	flag.StringVar(&authConc, "auth-conc", "", "concurrencies of the authentication comparison (default: those of -conc)")
+	flag.IntVar(&o.authReps, "auth-reps", 3, "runs of each mode per cell of the authentication comparison (the report gives medians)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/RESULTS.md in the module)")
 	flag.StringVar(&o.pg, "pg", "postgres://postgres@127.0.0.1:5432", "PostgreSQL server for the postgres backend (no database in the URL)")
 	flag.StringVar(&o.pgDB, "pg-db", "carnet_bench", "PostgreSQL database the harness drops and recreates")
@@ -101,8 +107,28 @@ func main() {
 		}
 		o.workloads = append(o.workloads, w)
 	}
-	if o.patients < 1 || o.duration <= 0 || o.warmup < 0 || o.loadPatients < 0 {
-		fatalf("-patients, -duration must be > 0; -warmup, -load-patients >= 0")
+	for _, s := range splitList(authWls) {
+		w, ok := authWorkloadByName(s)
+		if !ok {
+			fatalf("-auth-workloads: unknown workload %q (want read, search-family, create)", s)
+		}
+		o.authWork = append(o.authWork, w)
+	}
+	if authConc == "" {
+		o.authConc = o.conc
+	}
+	for _, s := range splitList(authConc) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			fatalf("-auth-conc: bad concurrency %q", s)
+		}
+		o.authConc = append(o.authConc, n)
+	}
+	if o.patients < 1 || o.duration <= 0 || o.warmup < 0 || o.loadPatients < 0 || o.authReps < 1 {
+		fatalf("-patients, -duration, -auth-reps must be > 0; -warmup, -load-patients >= 0")
+	}
+	if len(o.authWork) > 0 && o.warmup+o.duration > 10*time.Minute {
+		fatalf("-warmup + -duration over 10m: an access token lives 15 minutes and one token serves a whole cell; shorten them or pass -auth-workloads ''")
 	}
 	if o.peerPatients == 0 {
 		o.peerPatients = o.patients
@@ -202,15 +228,20 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("bench: work folder %s\n", h.work)
 
-	h.rep = &report{machine: machineInfo(root), command: commandLine()}
-	feat := o.features
-	if feat == "" {
-		feat = "(none)"
-	}
+	h.rep = &report{machine: machineInfo(root), command: commandLine(), authOn: len(o.authWork) > 0}
 	h.rep.config = [][2]string{
 		{"patients seeded for the workloads", thousands(int64(o.patients))},
 		{"measured time per cell", fmt.Sprintf("%v after %v warm-up", o.duration, o.warmup)},
-		{"features (carnet serve --features)", feat},
+		{"Carnet server for the workloads", "carnet serve --insecure-open (no authentication, no access control)"},
+	}
+	if h.rep.authOn {
+		var names []string
+		for _, w := range o.authWork {
+			names = append(names, w.name)
+		}
+		h.rep.config = append(h.rep.config, [2]string{"authentication comparison",
+			fmt.Sprintf("%s at concurrency %s, %d runs per mode (open: carnet serve --insecure-open; auth: carnet serve with a physician's bearer token)",
+				strings.Join(names, ", "), joinInts(o.authConc), o.authReps)})
 	}
 	h.bodies = createBodies(uint64(o.seed), 4096)
 
@@ -279,7 +310,7 @@ func run(ctx context.Context, o options) error {
 		loads := []store{{backend: "sqlite", dir: filepath.Join(h.work, "load-sqlite")}}
 		if o.loadPostgres {
 			if pg != nil {
-				loads = append(loads, store{backend: "postgres", db: o.pgDB, pg: pg})
+				loads = append(loads, store{backend: "postgres", dir: filepath.Join(h.work, "load-postgres"), db: o.pgDB, pg: pg})
 			} else {
 				h.note("big load on PostgreSQL skipped: no PostgreSQL")
 			}
@@ -338,13 +369,13 @@ func (h *harness) carnetBackend(ctx context.Context, st store) error {
 		defer st.remove()
 	}
 
-	srv, err := serveCarnet(ctx, h.bin, st, h.o.features, filepath.Join(h.work, "serve-"+st.backend+".log"))
+	srv, err := serveCarnet(ctx, h.bin, st, true, filepath.Join(h.work, "serve-"+st.backend+"-open.log"))
 	if err != nil {
 		h.skipAll(st.backend, "serve failed")
 		return err
 	}
 	defer srv.stop()
-	fmt.Printf("bench: [%s] serving %s\n", st.backend, srv.base)
+	fmt.Printf("bench: [%s] serving %s (--insecure-open)\n", st.backend, srv.base)
 
 	c := newAPIClient(srv.base)
 	in, err := collectCarnet(ctx, c)
@@ -357,7 +388,29 @@ func (h *harness) carnetBackend(ctx context.Context, st store) error {
 	if err != nil {
 		return err
 	}
-	return h.measure(ctx, t, in, srv)
+	if err := h.measure(ctx, t, in, srv); err != nil {
+		return err
+	}
+	// One server at a time: the SQLite store is locked to one process.
+	srv.stop()
+	if len(h.o.authWork) == 0 {
+		return nil
+	}
+	if err := h.authCompare(ctx, st); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("authentication comparison: %w", err)
+	}
+	return nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 func (h *harness) inputsNote(backend string, in *inputs) {
@@ -384,19 +437,19 @@ func (h *harness) measure(ctx context.Context, t target, in *inputs, srv *server
 		if err != nil {
 			skip = "no inputs"
 		} else {
-			d, status, perr := probe(ctx, hc, t, w, sample, h.bodies[0], max(2*h.o.duration, 10*time.Second))
+			d, status, perr := probe(ctx, hc, t.addr, sample, nil, max(2*h.o.duration, 10*time.Second))
 			switch {
 			case errors.Is(perr, errProbeTimeout):
 				skip = fmt.Sprintf("1 request > %.0fs", d.Seconds())
-				h.note(fmt.Sprintf("%s on %s skipped: one request (%s) got no answer in %.0fs", w.name, t.name, sample, d.Seconds()))
+				h.note(fmt.Sprintf("%s on %s skipped: one request (%s) got no answer in %.0fs", w.name, t.name, sample.Path, d.Seconds()))
 			case perr != nil:
 				skip = "probe failed"
-				h.note(fmt.Sprintf("%s on %s skipped: probe request %s failed: %s", w.name, t.name, sample, shortErr(perr)))
+				h.note(fmt.Sprintf("%s on %s skipped: probe request %s failed: %s", w.name, t.name, sample.Path, shortErr(perr)))
 			case d > h.o.duration:
 				skip = fmt.Sprintf("1 request: %.1fs", d.Seconds())
-				h.note(fmt.Sprintf("%s on %s skipped: one request (%s) took %.1fs, longer than the %v window", w.name, t.name, sample, d.Seconds(), h.o.duration))
+				h.note(fmt.Sprintf("%s on %s skipped: one request (%s) took %.1fs, longer than the %v window", w.name, t.name, sample.Path, d.Seconds(), h.o.duration))
 			case status/100 != 2:
-				fmt.Printf("  warning: probe %s answered %d\n", sample, status)
+				fmt.Printf("  warning: probe %s answered %d\n", sample.Path, status)
 			}
 			if perr != nil || d > h.o.duration {
 				fmt.Printf("  %s on %s skipped (%s)\n", w.name, t.name, skip)
@@ -412,7 +465,7 @@ func (h *harness) measure(ctx context.Context, t target, in *inputs, srv *server
 				h.rep.rows = append(h.rep.rows, row{workload: w.name, backend: t.name, conc: c, note: "server died"})
 				continue
 			}
-			fmt.Printf("  running %s on %s, %d conn, %v + %v warm-up (e.g. %s)\n", w.name, t.name, c, h.o.duration, h.o.warmup, sample)
+			fmt.Printf("  running %s on %s, %d conn, %v + %v warm-up (e.g. %s %s)\n", w.name, t.name, c, h.o.duration, h.o.warmup, reqMethod(sample), sample.Path)
 			res, err := loadgen.Run(ctx, loadgen.Config{
 				Addr:            t.addr,
 				Conns:           c,
@@ -448,22 +501,26 @@ func (h *harness) measure(ctx context.Context, t target, in *inputs, srv *server
 
 var errProbeTimeout = errors.New("no answer in time")
 
-// probe sends one request of workload w and times it.
-func probe(ctx context.Context, hc *http.Client, t target, w workload, path string, body []byte, timeout time.Duration) (time.Duration, int, error) {
+// probe sends one request (with the extra header lines) and times it.
+func probe(ctx context.Context, hc *http.Client, addr string, r loadgen.Request, header []string, timeout time.Duration) (time.Duration, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	method := "GET"
 	var rd io.Reader
-	if w.paths == nil {
-		method, rd = "POST", bytes.NewReader(body)
+	if r.Body != nil {
+		rd = bytes.NewReader(r.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+t.addr+path, rd)
+	req, err := http.NewRequestWithContext(ctx, reqMethod(r), "http://"+addr+r.Path, rd)
 	if err != nil {
 		return 0, 0, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/fhir+json")
+	if r.ContentType != "" {
+		req.Header.Set("Content-Type", r.ContentType)
+	}
+	for _, l := range header {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
 	}
 	t0 := time.Now()
 	resp, err := hc.Do(req)
@@ -476,6 +533,13 @@ func probe(ctx context.Context, hc *http.Client, t target, w workload, path stri
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return time.Since(t0), resp.StatusCode, err
+}
+
+func reqMethod(r loadgen.Request) string {
+	if r.Method == "" {
+		return "GET"
+	}
+	return r.Method
 }
 
 // drain waits (up to 10 minutes) until the server answers GET metadata, i.e.

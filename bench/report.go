@@ -21,12 +21,14 @@ type row struct {
 }
 
 type report struct {
-	machine [][2]string
-	command string
-	config  [][2]string
-	rows    []row
-	seeds   []seedResult
-	notes   []string
+	machine  [][2]string
+	command  string
+	config   [][2]string
+	rows     []row
+	authRows []authRow
+	authOn   bool // the authentication comparison was asked for
+	seeds    []seedResult
+	notes    []string
 }
 
 var backendOrder = map[string]int{"sqlite": 0, "postgres": 1, "peer": 2}
@@ -168,11 +170,16 @@ func (r *report) cells(x row) []string {
 			ratio = fmt.Sprintf("%.2f", x.res.Throughput/p)
 		}
 	}
-	errs := x.res.ErrorSummary()
-	if x.res.Requests+x.res.Transport > 0 && x.res.Errors > 0 {
-		errs = fmt.Sprintf("%s (%.1f%%)", errs, 100*float64(x.res.Errors)/float64(x.res.Requests+x.res.Transport))
+	return append(c, rps(x.res.Throughput), ms(x.res.P50), ms(x.res.P99), errSummary(x.res), ratio)
+}
+
+// errSummary renders a result's errors with their share of all requests.
+func errSummary(res *loadgen.Result) string {
+	errs := res.ErrorSummary()
+	if res.Requests+res.Transport > 0 && res.Errors > 0 {
+		errs = fmt.Sprintf("%s (%.1f%%)", errs, 100*float64(res.Errors)/float64(res.Requests+res.Transport))
 	}
-	return append(c, rps(x.res.Throughput), ms(x.res.P50), ms(x.res.P99), errs, ratio)
+	return errs
 }
 
 func (r *report) sortedRows() []row {
@@ -245,6 +252,10 @@ func (r *report) markdown() string {
 		rows = append(rows, r.cells(x))
 	}
 	b.WriteString(mdTable(tableHeader, rows, 2))
+	if r.authOn || len(r.authRows) > 0 {
+		b.WriteString("\n## Authentication cost\n\n")
+		b.WriteString(r.authMarkdown())
+	}
 	b.WriteString("\n## Loading\n\n")
 	b.WriteString("Wall time of `carnet seed` into an empty store (bench: the store the workloads ran on; load: the big load), and the store's size on disk afterwards (SQLite: all files in the data folder; PostgreSQL: pg_database_size). The peer row is its HTTP seed (POSTs, 8 connections).\n\n")
 	b.WriteString(r.seedTable())
@@ -269,7 +280,7 @@ func (r *report) write(path string) error {
 }
 
 // printRow prints one result line to stdout as the run goes.
-var colWidths = []int{17, 9, 5, 9, 8, 8, 18, 8}
+var colWidths = []int{20, 11, 5, 9, 8, 8, 18, 8}
 
 func printHeader() {
 	printCols([]string{"workload", "backend", "conc", "req/s", "p50 ms", "p99 ms", "errors", "vs peer"})
@@ -286,4 +297,229 @@ func printCols(c []string) {
 		}
 	}
 	fmt.Println(strings.TrimRight(b.String(), " "))
+}
+
+// ---- authentication comparison --------------------------------------------
+
+// authRow is one run of a physician workload in one mode.
+type authRow struct {
+	workload string // authWorkload name
+	backend  string
+	conc     int
+	mode     string // modeOpen or modeAuth
+	rep      int
+	res      *loadgen.Result
+	note     string // why there is no result
+}
+
+func authWorkloadIndex(name string) int {
+	for i, w := range authWorkloads {
+		if w.name == name {
+			return i
+		}
+	}
+	return len(authWorkloads)
+}
+
+func authLabel(name string) string {
+	if w, ok := authWorkloadByName(name); ok {
+		return w.label
+	}
+	return name
+}
+
+// authCells renders one run for the console.
+func (r *report) authCells(x authRow, reps int) []string {
+	c := []string{x.workload + " (phys)", x.backend + "/" + x.mode, fmt.Sprint(x.conc)}
+	run := fmt.Sprintf("run %d/%d", x.rep+1, reps)
+	if x.res == nil {
+		return append(c, "-", "-", "-", x.note, run)
+	}
+	return append(c, rps(x.res.Throughput), ms(x.res.P50), ms(x.res.P99), errSummary(x.res), run)
+}
+
+// authSummary gathers the runs of one physician workload, backend and
+// concurrency.
+type authSummary struct {
+	workload string
+	backend  string
+	conc     int
+	open     []*loadgen.Result // in repetition order
+	auth     []*loadgen.Result
+	missing  []string // notes of runs without a result
+}
+
+func (r *report) authSummaries() []*authSummary {
+	type key struct {
+		w, b string
+		c    int
+	}
+	idx := map[key]*authSummary{}
+	var out []*authSummary
+	for _, x := range r.authRows {
+		k := key{x.workload, x.backend, x.conc}
+		s := idx[k]
+		if s == nil {
+			s = &authSummary{workload: x.workload, backend: x.backend, conc: x.conc}
+			idx[k] = s
+			out = append(out, s)
+		}
+		switch {
+		case x.res == nil:
+			s.missing = append(s.missing, x.mode+": "+x.note)
+		case x.mode == modeOpen:
+			s.open = append(s.open, x.res)
+		default:
+			s.auth = append(s.auth, x.res)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *authSummary) int {
+		if d := authWorkloadIndex(a.workload) - authWorkloadIndex(b.workload); d != 0 {
+			return d
+		}
+		if d := backendOrder[a.backend] - backendOrder[b.backend]; d != 0 {
+			return d
+		}
+		return a.conc - b.conc
+	})
+	return out
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+func medianOf(rs []*loadgen.Result, f func(*loadgen.Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, x := range rs {
+		v[i] = f(x)
+	}
+	return median(v)
+}
+
+func throughput(x *loadgen.Result) float64 { return x.Throughput }
+func p99ms(x *loadgen.Result) float64      { return float64(x.P99) }
+
+// ratio is the auth median req/s over the open one.
+func (s *authSummary) ratio() (open, auth, ratio float64, ok bool) {
+	if len(s.open) == 0 || len(s.auth) == 0 {
+		return 0, 0, 0, false
+	}
+	open, auth = medianOf(s.open, throughput), medianOf(s.auth, throughput)
+	if open <= 0 {
+		return open, auth, 0, false
+	}
+	return open, auth, auth / open, true
+}
+
+func ratioStr(v float64) string {
+	s := fmt.Sprintf("%.2f", v)
+	if v < authGoal {
+		s += " (< " + fmt.Sprintf("%.2f", authGoal) + ")"
+	}
+	return s
+}
+
+// line is the console summary of s.
+func (s *authSummary) line() string {
+	open, auth, ratio, ok := s.ratio()
+	head := fmt.Sprintf("[%s] %s, %d conn:", s.backend, authLabel(s.workload), s.conc)
+	if !ok {
+		return head + " no ratio (" + strings.Join(s.missing, "; ") + ")"
+	}
+	return fmt.Sprintf("%s open %s req/s, auth %s req/s, auth/open %s (medians of %d and %d runs; goal >= %.2f)",
+		head, rps(open), rps(auth), ratioStr(ratio), len(s.open), len(s.auth), authGoal)
+}
+
+// merged adds up the counts of several runs (for the errors column).
+func merged(rs []*loadgen.Result) *loadgen.Result {
+	m := &loadgen.Result{ByStatus: map[int]int64{}}
+	for _, x := range rs {
+		m.Requests += x.Requests
+		m.Errors += x.Errors
+		m.Transport += x.Transport
+		m.BodyBytes += x.BodyBytes
+		for c, n := range x.ByStatus {
+			m.ByStatus[c] += n
+		}
+	}
+	return m
+}
+
+var authHeader = []string{"workload", "backend", "concurrency", "open req/s", "auth req/s", "auth/open", "open p99 ms", "auth p99 ms", "errors open / auth", "bytes/resp open / auth", "runs req/s: open; auth"}
+
+func (r *report) authMarkdown() string {
+	var b strings.Builder
+	b.WriteString("The physician-scoped workloads, each run against `carnet serve --insecure-open` (**open**: no authentication, no access control) ")
+	b.WriteString("and against the normal `carnet serve` with the bearer token of the first demo physician (**auth**: token check, role and care-relationship decisions, searches scoped to his patients), ")
+	b.WriteString("on the same store with the same requests: reads of his patients, family searches of his patients' names, Observation creates for his patients. ")
+	b.WriteString("The modes alternate (auth, open, open, auth, ...), one server at a time. ")
+	fmt.Fprintf(&b, "req/s and p99 are medians over the runs; **auth/open** is the ratio of the median req/s (goal >= %.2f). ", authGoal)
+	b.WriteString("A family search finds every patient of the name when open (up to 20 per page) but only his with the token: see bytes/resp.\n\n")
+	var rows [][]string
+	for _, s := range r.authSummaries() {
+		row := []string{authLabel(s.workload), s.backend, fmt.Sprint(s.conc)}
+		_, _, ratio, ok := s.ratio()
+		cell := func(rs []*loadgen.Result) string {
+			if len(rs) == 0 {
+				return "-"
+			}
+			return rps(medianOf(rs, throughput))
+		}
+		p99 := func(rs []*loadgen.Result) string {
+			if len(rs) == 0 {
+				return "-"
+			}
+			return ms(time.Duration(medianOf(rs, p99ms)))
+		}
+		errs := func(rs []*loadgen.Result) string {
+			if len(rs) == 0 {
+				return "-"
+			}
+			return errSummary(merged(rs))
+		}
+		size := func(rs []*loadgen.Result) string {
+			m := merged(rs)
+			if m.Requests == 0 {
+				return "-"
+			}
+			return fmt.Sprint(m.BodyBytes / m.Requests)
+		}
+		runs := func(rs []*loadgen.Result) string {
+			if len(rs) == 0 {
+				return "-"
+			}
+			var p []string
+			for _, x := range rs {
+				p = append(p, rps(x.Throughput))
+			}
+			return strings.Join(p, ", ")
+		}
+		ratioCell := "-"
+		if ok {
+			ratioCell = "**" + ratioStr(ratio) + "**"
+		}
+		runsCell := runs(s.open) + "; " + runs(s.auth)
+		if len(s.missing) > 0 {
+			runsCell += " (" + strings.Join(s.missing, "; ") + ")"
+		}
+		row = append(row, cell(s.open), cell(s.auth), ratioCell, p99(s.open), p99(s.auth),
+			errs(s.open)+" / "+errs(s.auth), size(s.open)+" / "+size(s.auth), runsCell)
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		b.WriteString("Not measured (see the notes).\n")
+		return b.String()
+	}
+	b.WriteString(mdTable(authHeader, rows, 2))
+	return b.String()
 }

@@ -95,25 +95,39 @@ func createBodies(seed uint64, n int) [][]byte {
 	return out
 }
 
-// sources returns the per-worker request source of w against t.
-func (w workload) sources(t target, in *inputs, bodies [][]byte, seed uint64) (func(int) loadgen.Source, string, error) {
+// sources returns the per-worker request source of w against t, and one
+// request of it (for the probe and the console).
+func (w workload) sources(t target, in *inputs, bodies [][]byte, seed uint64) (func(int) loadgen.Source, loadgen.Request, error) {
 	if w.paths == nil {
-		path := t.prefix + "/Patient"
-		return func(worker int) loadgen.Source {
-			rng := rand.New(rand.NewPCG(seed, uint64(worker)))
-			return func() loadgen.Request {
-				return loadgen.Request{Method: "POST", Path: path, ContentType: "application/fhir+json", Body: bodies[rng.IntN(len(bodies))]}
-			}
-		}, path, nil
+		return postSources(t.prefix+"/Patient", bodies, seed), postRequest(t.prefix+"/Patient", bodies[0]), nil
 	}
 	paths := w.paths(t, in)
 	if len(paths) == 0 {
-		return nil, "", fmt.Errorf("no input for %s", w.name)
+		return nil, loadgen.Request{}, fmt.Errorf("no input for %s", w.name)
 	}
+	return getSources(paths, seed), loadgen.Request{Path: paths[0]}, nil
+}
+
+// getSources draws GET paths at random, each worker with its own sequence.
+func getSources(paths []string, seed uint64) func(int) loadgen.Source {
 	return func(worker int) loadgen.Source {
 		rng := rand.New(rand.NewPCG(seed, uint64(worker)))
 		return func() loadgen.Request {
 			return loadgen.Request{Path: paths[rng.IntN(len(paths))]}
 		}
-	}, paths[0], nil
+	}
+}
+
+// postSources POSTs bodies drawn at random to path.
+func postSources(path string, bodies [][]byte, seed uint64) func(int) loadgen.Source {
+	return func(worker int) loadgen.Source {
+		rng := rand.New(rand.NewPCG(seed, uint64(worker)))
+		return func() loadgen.Request {
+			return postRequest(path, bodies[rng.IntN(len(bodies))])
+		}
+	}
+}
+
+func postRequest(path string, body []byte) loadgen.Request {
+	return loadgen.Request{Method: "POST", Path: path, ContentType: "application/fhir+json", Body: body}
 }

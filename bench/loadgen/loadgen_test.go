@@ -376,3 +376,42 @@ func TestUnfinished(t *testing.T) {
 		t.Fatalf("took %v", d)
 	}
 }
+
+// Header lines (e.g. a bearer token) go with every request, GET and POST.
+func TestHeaderLines(t *testing.T) {
+	var good, bad atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.Header.Get("Authorization") != "Bearer tok-123" || r.Header.Get("Accept") != "application/fhir+json" {
+			bad.Add(1)
+			w.WriteHeader(401)
+			return
+		}
+		good.Add(1)
+		if r.Method == "POST" {
+			w.WriteHeader(201)
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer ts.Close()
+	res, err := Run(context.Background(), Config{
+		Addr: addr(ts), Conns: 2, Duration: 150 * time.Millisecond,
+		Header: []string{"Accept: application/fhir+json", "Authorization: Bearer tok-123"},
+		NewSource: func(int) Source {
+			i := 0
+			return func() Request {
+				i++
+				if i%2 == 0 {
+					return Request{Method: "POST", Path: "/o", ContentType: "application/fhir+json", Body: []byte(`{}`)}
+				}
+				return Request{Path: "/p"}
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad.Load() != 0 || good.Load() < 4 || res.Errors != 0 || res.ByStatus[201] == 0 || res.ByStatus[200] == 0 {
+		t.Fatalf("good %d bad %d, result %+v", good.Load(), bad.Load(), res)
+	}
+}
