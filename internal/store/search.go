@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strconv"
 	"context"
 	"fmt"
 	"sort"
@@ -267,14 +268,25 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, erro
 		base += " AND " + cond
 	}
 	bargs := append([]any{q.Type}, args...)
-	if sf, sargs := sc.filter(q.Type); sf != "" {
-		base += " AND " + sf
-		bargs = append(bargs, sargs...)
-	} else if from, fargs, ok := fromIndex(q); ok {
+	sf, sargs, err := s.filter(ctx, sc, q.Type)
+	if err != nil {
+		return nil, err
+	}
+	if from, fargs, ok := fromIndex(q); ok {
+		if sf != "" {
+			// Intersect on indexes only: the (patient, rtype) index gives
+			// the pks of the reachable patients' resources.
+			from += " AND x.pk IN (SELECT r.pk FROM resources r WHERE r.rtype = ? AND " + sf + ")"
+			fargs = append(append(fargs, q.Type), sargs...)
+		}
 		return s.searchFromIndex(ctx, q, from, fargs, sc)
 	}
+	if sf != "" {
+		base += " AND " + sf
+		bargs = append(bargs, sargs...)
+	}
 	page := &Page{}
-	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT COUNT(*) "+base), bargs...).Scan(&page.Total); err != nil {
+	if err := s.queryRow(ctx, "SELECT COUNT(*) "+base, bargs...).Scan(&page.Total); err != nil {
 		return nil, fmt.Errorf("store: search count: %w", err)
 	}
 	if q.SummaryCount || q.Count == 0 || q.Offset >= page.Total {
@@ -283,7 +295,7 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, erro
 	ob, oargs := orderBy(q)
 	query := "SELECT r.id, r.ver, r.updated, r.patient, r.data " + base + " ORDER BY " + ob + " LIMIT ? OFFSET ?"
 	all := append(append(bargs, oargs...), q.Count, q.Offset)
-	rows, err := s.rdb.QueryContext(ctx, s.q(query), all...)
+	rows, err := s.query(ctx, query, all...)
 	if err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
@@ -316,13 +328,41 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, erro
 // searchFromIndex counts and pages on index rows, then reads the page.
 func (s *SQL) searchFromIndex(ctx context.Context, q *fhir.Query, from string, args []any, sc *Scope) (*Page, error) {
 	page := &Page{}
-	if err := s.rdb.QueryRowContext(ctx, s.q("SELECT COUNT(DISTINCT x.pk) "+from), args...).Scan(&page.Total); err != nil {
+	var pks []any
+	if sc != nil && !q.SummaryCount && q.Count > 0 {
+		// A scoped search (a clinician's patients) usually matches few: one
+		// query for the matching pks gives the total and the page.
+		all, err := s.pks(ctx, "SELECT DISTINCT x.pk "+from+" ORDER BY x.pk LIMIT "+strconv.Itoa(scopedScan+1), args)
+		if err != nil {
+			return nil, err
+		}
+		if len(all) <= scopedScan {
+			page.Total = len(all)
+			if q.Offset < len(all) {
+				pks = all[q.Offset:min(len(all), q.Offset+q.Count)]
+			}
+			return s.finishFromIndex(ctx, q, page, pks, sc)
+		}
+	}
+	if err := s.queryRow(ctx, "SELECT COUNT(DISTINCT x.pk) "+from, args...).Scan(&page.Total); err != nil {
 		return nil, fmt.Errorf("store: search count: %w", err)
 	}
 	if q.SummaryCount || q.Count == 0 || q.Offset >= page.Total {
 		return page, nil
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.q("SELECT DISTINCT x.pk "+from+" ORDER BY x.pk LIMIT ? OFFSET ?"), append(args, q.Count, q.Offset)...)
+	pks, err := s.pks(ctx, "SELECT DISTINCT x.pk "+from+" ORDER BY x.pk LIMIT ? OFFSET ?", append(args, q.Count, q.Offset))
+	if err != nil {
+		return nil, err
+	}
+	return s.finishFromIndex(ctx, q, page, pks, sc)
+}
+
+// scopedScan bounds the pks a scoped search reads in one query.
+const scopedScan = 2000
+
+// pks runs a query of pks.
+func (s *SQL) pks(ctx context.Context, query string, args []any) ([]any, error) {
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
@@ -339,6 +379,11 @@ func (s *SQL) searchFromIndex(ctx context.Context, q *fhir.Query, from string, a
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
+	return pks, nil
+}
+
+func (s *SQL) finishFromIndex(ctx context.Context, q *fhir.Query, page *Page, pks []any, sc *Scope) (*Page, error) {
+	var err error
 	if len(pks) == 0 {
 		return page, nil
 	}
@@ -430,7 +475,7 @@ func (s *SQL) fetch(ctx context.Context, cond string, args []any, limit int) ([]
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.q("SELECT r.rtype, r.id, r.ver, r.updated, r.patient, r.data FROM resources r WHERE r.deleted = 0 AND "+cond+" ORDER BY r.pk LIMIT ?"), append(args, limit)...)
+	rows, err := s.query(ctx, "SELECT r.rtype, r.id, r.ver, r.updated, r.patient, r.data FROM resources r WHERE r.deleted = 0 AND "+cond+" ORDER BY r.pk LIMIT ?", append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("store: fetch: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,6 +55,7 @@ type SQL struct {
 	readStmt *sql.Stmt
 	qcache   sync.Map // string -> rebound string
 	stmts    sync.Map // query -> *sql.Stmt on rdb (hot read queries)
+	nstmts   atomic.Int64
 	cache    *cache
 	auth     *authCache  // token lookups; only for a single-process store
 	reach    *reachCache // reach answers; only for a single-process store
@@ -156,11 +158,18 @@ func (s *SQL) q(query string) string {
 	return out
 }
 
-// stmt returns a prepared statement on the read pool for a hot query
-// (prepared once; database/sql re-prepares it per connection as needed).
+// maxStmts bounds the prepared statements kept on the read pool.
+const maxStmts = 1000
+
+// stmt returns a prepared statement on the read pool for a query run often
+// (prepared once; database/sql prepares it again per connection as needed),
+// or nil once maxStmts shapes are cached: run the query directly then.
 func (s *SQL) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if v, ok := s.stmts.Load(query); ok {
 		return v.(*sql.Stmt), nil
+	}
+	if s.nstmts.Load() >= maxStmts {
+		return nil, nil
 	}
 	st, err := s.rdb.PrepareContext(ctx, s.q(query))
 	if err != nil {
@@ -170,7 +179,29 @@ func (s *SQL) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 		st.Close()
 		return v.(*sql.Stmt), nil
 	}
+	s.nstmts.Add(1)
 	return st, nil
+}
+
+// query runs a read query, prepared when possible.
+func (s *SQL) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return s.rdb.QueryContext(ctx, s.q(query), args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// queryRow runs a one-row read query, prepared when possible.
+func (s *SQL) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.stmt(ctx, query)
+	if err != nil || st == nil {
+		return s.rdb.QueryRowContext(ctx, s.q(query), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // Close stops the writer (pending commits finish) and closes the databases.
