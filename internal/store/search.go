@@ -1,10 +1,10 @@
 package store
 
 import (
-	"strconv"
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"carnet/internal/fhir"
