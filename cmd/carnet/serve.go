@@ -216,13 +216,13 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // usersPath is where demo-users.json goes: in the data directory (also
-// with --db, so a PostgreSQL demo has one place for it).
+// with --db, so a PostgreSQL demo has one place for it); "" when there is
+// none (seed --db without --data): no demo credentials are issued then.
 func (sf *storeFlags) usersPath() string {
-	dir := sf.data
-	if dir == "" {
-		dir = "."
+	if sf.data == "" {
+		return ""
 	}
-	return filepath.Join(dir, demoUsersFile)
+	return filepath.Join(sf.data, demoUsersFile)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
