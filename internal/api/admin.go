@@ -47,39 +47,31 @@ func (s *Server) adminRoutes() {
 	s.handle("POST /security/break-glass/{id}/review", s.securityOnly(s.reviewBreakGlass))
 }
 
-func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
+// only admits callers that allowed accepts; others get 403 with msg.
+func (s *Server) only(allowed func(*auth.Principal) bool, msg string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p := principal(r)
-		if p == nil || !policy.IsAdmin(p) {
-			s.fail(w, r, policy.Forbidden("account administration is for facility and group administrators"))
+		if p := principal(r); p == nil || !allowed(p) {
+			s.fail(w, r, policy.Forbidden("%s", msg))
 			return
 		}
 		h(w, r)
 	}
+}
+
+func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
+	return s.only(policy.IsAdmin, "account administration is for facility and group administrators", h)
 }
 
 // adminOrSecurity: account status changes are for administrators, and for
 // the security officer when the account is suspended (review).
 func (s *Server) adminOrSecurity(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p := principal(r)
-		if p == nil || !(policy.IsAdmin(p) || p.HasRole(policy.SecurityOfficer)) {
-			s.fail(w, r, policy.Forbidden("account status is managed by administrators and the security officer"))
-			return
-		}
-		h(w, r)
-	}
+	return s.only(func(p *auth.Principal) bool { return policy.IsAdmin(p) || p.HasRole(policy.SecurityOfficer) },
+		"account status is managed by administrators and the security officer", h)
 }
 
 func (s *Server) securityOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p := principal(r)
-		if p == nil || !p.HasRole(policy.SecurityOfficer) {
-			s.fail(w, r, policy.Forbidden("the break-the-glass review queue is for the security officer"))
-			return
-		}
-		h(w, r)
-	}
+	return s.only(func(p *auth.Principal) bool { return p.HasRole(policy.SecurityOfficer) },
+		"the break-the-glass review queue is for the security officer", h)
 }
 
 // manages reports whether p manages account a: a group administrator

@@ -185,31 +185,14 @@ func (w *secWorld) otp(t *testing.T, username string) string {
 	return code
 }
 
-type secResp struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-func (r *secResp) String() string {
-	b := r.Body
-	if len(b) > 500 {
-		b = append(b[:500:500], "..."...)
-	}
-	return strconv.Itoa(r.Status) + " " + string(b)
-}
-
-func (r *secResp) json(t *testing.T) map[string]any {
+// json decodes a JSON object body.
+func (r *resp) json(t *testing.T) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("not a JSON object: %v: %s", err, r)
-	}
-	return m
+	return decode(t, r.Body)
 }
 
 // do sends a request with an optional bearer token and body.
-func (w *secWorld) do(t *testing.T, method, path, token string, body []byte, ctype string) *secResp {
+func (w *secWorld) do(t *testing.T, method, path, token string, body []byte, ctype string) *resp {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -234,25 +217,25 @@ func (w *secWorld) do(t *testing.T, method, path, token string, body []byte, cty
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
-	return &secResp{Status: res.StatusCode, Header: res.Header, Body: b}
+	return &resp{Status: res.StatusCode, Header: res.Header, Body: b}
 }
 
-func (w *secWorld) get(t *testing.T, path, token string) *secResp {
+func (w *secWorld) get(t *testing.T, path, token string) *resp {
 	t.Helper()
 	return w.do(t, http.MethodGet, path, token, nil, "")
 }
 
-func (w *secWorld) postJSON(t *testing.T, path, token, body string) *secResp {
+func (w *secWorld) postJSON(t *testing.T, path, token, body string) *resp {
 	t.Helper()
 	return w.do(t, http.MethodPost, path, token, []byte(body), "application/json")
 }
 
-func (w *secWorld) postForm(t *testing.T, path, token string, f url.Values) *secResp {
+func (w *secWorld) postForm(t *testing.T, path, token string, f url.Values) *resp {
 	t.Helper()
 	return w.do(t, http.MethodPost, path, token, []byte(f.Encode()), "application/x-www-form-urlencoded")
 }
 
-func secWant(t *testing.T, r *secResp, want int, what string) {
+func secWant(t *testing.T, r *resp, want int, what string) {
 	t.Helper()
 	if r.Status != want {
 		t.Fatalf("%s: status %d, want %d; body: %s", what, r.Status, want, r)
@@ -260,14 +243,14 @@ func secWant(t *testing.T, r *secResp, want int, what string) {
 }
 
 // tokenReq posts to /auth/token.
-func (w *secWorld) tokenReq(t *testing.T, f url.Values) *secResp {
+func (w *secWorld) tokenReq(t *testing.T, f url.Values) *resp {
 	t.Helper()
 	return w.postForm(t, "/auth/token", "", f)
 }
 
 type secTokens struct{ access, refresh, scope string }
 
-func tokensOf(t *testing.T, r *secResp) secTokens {
+func tokensOf(t *testing.T, r *resp) secTokens {
 	t.Helper()
 	secWant(t, r, http.StatusOK, "token")
 	m := r.json(t)
@@ -277,7 +260,7 @@ func tokensOf(t *testing.T, r *secResp) secTokens {
 	if !strings.HasPrefix(at, auth.AccessTokenPrefix) || !strings.HasPrefix(rt, auth.RefreshTokenPrefix) || m["token_type"] != "Bearer" {
 		t.Fatalf("malformed token response: %s", r)
 	}
-	if ei, _ := m["expires_in"].(float64); ei <= 0 || ei > 15*60 {
+	if ei := num(m["expires_in"]); ei <= 0 || ei > 15*60 {
 		t.Fatalf("expires_in %v, want in (0, 900]", m["expires_in"])
 	}
 	if r.Header.Get("Cache-Control") != "no-store" {
@@ -297,13 +280,13 @@ func (w *secWorld) login(t *testing.T, username, scope string) secTokens {
 	return tokensOf(t, w.tokenReq(t, f))
 }
 
-func (w *secWorld) refresh(t *testing.T, rt string) *secResp {
+func (w *secWorld) refresh(t *testing.T, rt string) *resp {
 	t.Helper()
 	return w.tokenReq(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 }
 
 // noPatientData fails if a response discloses patient content.
-func noPatientData(t *testing.T, r *secResp, what string) {
+func noPatientData(t *testing.T, r *resp, what string) {
 	t.Helper()
 	body := string(r.Body)
 	for _, s := range []string{famA, famB, famC, obsTxt, `"resourceType":"Patient"`, `"resourceType":"Observation"`} {
@@ -313,20 +296,19 @@ func noPatientData(t *testing.T, r *secResp, what string) {
 	}
 }
 
-func bundleTotal(t *testing.T, r *secResp) int {
+func bundleTotal(t *testing.T, r *resp) int {
 	t.Helper()
 	m := r.json(t)
 	if m["resourceType"] != "Bundle" {
 		t.Fatalf("not a Bundle: %s", r)
 	}
-	n, ok := m["total"].(float64)
-	if !ok {
+	if _, ok := m["total"]; !ok {
 		t.Fatalf("Bundle without total: %s", r)
 	}
-	return int(n)
+	return num(m["total"])
 }
 
-func bundleIDs(t *testing.T, r *secResp) map[string]bool {
+func bundleIDs(t *testing.T, r *resp) map[string]bool {
 	t.Helper()
 	m := r.json(t)
 	out := map[string]bool{}
@@ -345,7 +327,7 @@ func bundleIDs(t *testing.T, r *secResp) map[string]bool {
 }
 
 // bundleIDsLoose is bundleIDs for a response that may not be a Bundle.
-func bundleIDsLoose(r *secResp) map[string]bool {
+func bundleIDsLoose(r *resp) map[string]bool {
 	out := map[string]bool{}
 	var m struct {
 		Entry []struct {
@@ -405,7 +387,7 @@ func (w *secWorld) routeRequest(pattern, username string) routeReq {
 	return rr
 }
 
-func (w *secWorld) send(t *testing.T, rr routeReq, token string) *secResp {
+func (w *secWorld) send(t *testing.T, rr routeReq, token string) *resp {
 	t.Helper()
 	return w.do(t, rr.method, rr.path, token, rr.body, rr.ctype)
 }
