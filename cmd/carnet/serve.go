@@ -18,6 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"carnet/internal/api"
+	"carnet/internal/audit"
 	"carnet/internal/auth"
 	"carnet/internal/load"
 	"carnet/internal/policy"
@@ -30,12 +31,24 @@ import (
 
 // storeFlags are the flags that choose a store.
 type storeFlags struct {
-	data, db string
+	data, db, witness string
 }
 
 func (sf *storeFlags) register(fs *flag.FlagSet, defData string) {
 	fs.StringVar(&sf.data, "data", defData, "data directory of the embedded SQLite store")
 	fs.StringVar(&sf.db, "db", os.Getenv("CARNET_DB"), "PostgreSQL URL (postgres://...); overrides --data (env CARNET_DB)")
+	fs.StringVar(&sf.witness, "witness", os.Getenv("CARNET_WITNESS"), "audit witness directory, outside the database: signing key, checkpoints, leaf hashes (default: DATA-witness beside the data directory, ./carnet-witness with --db; env CARNET_WITNESS)")
+}
+
+// witnessDir is the audit witness directory.
+func (sf *storeFlags) witnessDir() string {
+	if sf.witness != "" {
+		return sf.witness
+	}
+	if sf.data != "" && sf.db == "" {
+		return filepath.Clean(sf.data) + "-witness"
+	}
+	return "carnet-witness"
 }
 
 func (sf *storeFlags) open(ctx context.Context) (*store.SQL, error) {
@@ -75,6 +88,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
+	so.witness = sf.witnessDir()
 	return serve(ctx, st, *addr, so, stdout, stderr)
 }
 
@@ -82,6 +96,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 type serveOptions struct {
 	careWindow, breakGlass time.Duration
 	insecureOpen           bool
+	witness                string
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
@@ -108,10 +123,23 @@ func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, std
 	if so.careWindow > 0 {
 		pol.CareWindow = so.careWindow
 	}
+	var auditor api.Auditor
+	if !so.insecureOpen {
+		alog, err := audit.Open(ctx, st, so.witness, logger)
+		if err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+		defer alog.Close(context.Background())
+		actx, stop := context.WithCancel(ctx)
+		defer stop()
+		go alog.Run(actx, time.Second)
+		auditor = alog
+		fmt.Fprintf(stderr, "audit log: %d entries checkpointed, witness in %s\n", alog.Size(), so.witness)
+	}
 	srv := &http.Server{
 		Handler: api.New(st, api.Options{Logger: logger, Version: version,
 			Auth: auth.NewService(st, auth.Options{Logger: logger}), Policy: pol, Admin: st,
-			InsecureOpen: so.insecureOpen, MaxBreakGlass: so.breakGlass}),
+			InsecureOpen: so.insecureOpen, MaxBreakGlass: so.breakGlass, Audit: auditor}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,
@@ -265,6 +293,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	fmt.Fprintf(stderr, "log in as a demo user: see %s and the README\n", sf.usersPath())
+	so.witness = sf.witnessDir()
 	return serve(ctx, st, *addr, so, stdout, stderr)
 }
 

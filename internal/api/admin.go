@@ -228,6 +228,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 		}
 		reqs = append(reqs, rr)
 	}
+	auditAs(r, "", en.Username)
 	s.log.InfoContext(r.Context(), "account created", "by", p.Username, "username", en.Username)
 	writeJSON(w, http.StatusCreated, map[string]any{"enrolment": en, "role_requests": s.requestViews(r.Context(), reqs)})
 }
@@ -253,6 +254,7 @@ func (s *Server) setStatus(status string) http.HandlerFunc {
 			s.fail(w, r, policy.Forbidden("the security officer changes the status of suspended accounts only; administrators manage the others"))
 			return
 		}
+		auditAs(r, "", a.Username)
 		a.Status, a.StatusReason, a.Updated = status, "by "+p.Username, time.Now().UTC()
 		if err := s.admin.UpdateAccount(r.Context(), a); err != nil {
 			s.fail(w, r, err)
@@ -273,6 +275,7 @@ func (s *Server) resetMFA(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, policy.Forbidden("another administrator must reset your own authenticator"))
 		return
 	}
+	auditAs(r, "", a.Username)
 	en, err := s.auth.ResetMFA(r.Context(), a.Username)
 	if err != nil {
 		s.fail(w, r, err)
@@ -376,6 +379,7 @@ func (s *Server) requestRole(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, policy.Forbidden("you may only add accounts to your own facilities"))
 		return
 	}
+	auditAs(r, "", a.Username+" "+in.Op+" "+in.Role)
 	now := time.Now().UTC()
 	rr := &store.RoleRequest{ID: fhir.NewID(), Account: a.ID, Op: in.Op, Role: in.Role, Facility: in.Facility, RequestedBy: p.AccountID, Created: now, Status: "pending"}
 	if err := s.admin.CreateRoleRequest(r.Context(), rr); err != nil {
@@ -410,6 +414,7 @@ func (s *Server) decideRole(approve bool) http.HandlerFunc {
 			return
 		}
 		p := principal(r)
+		auditAs(r, "", "approval:"+rr.ID)
 		a, err := s.admin.AccountByID(r.Context(), rr.Account)
 		if err != nil || !manages(p, a) {
 			s.fail(w, r, fhir.NotFound("no role request %q that you manage", clip(rr.ID)))
@@ -503,6 +508,11 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	disclose(r, "Patient", id)
+	auditAs(r, "", "grant:"+g.ID)
+	if a := recOf(r); a != nil {
+		a.e.Purpose = "break-the-glass:" + g.Reason
+	}
 	s.log.WarnContext(r.Context(), "break-the-glass", "account", p.Username, "patient", id, "reason", in.Reason, "expires", g.Expires, "grant", g.ID)
 	writeJSON(w, http.StatusCreated, breakGlassView(g, p.Username))
 }
@@ -555,6 +565,7 @@ func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fhir.Invalid("note", "a review needs a note (justified, or what follows up)"))
 		return
 	}
+	auditAs(r, "", "grant:"+r.PathValue("id"))
 	err := s.admin.ReviewBreakGlass(r.Context(), r.PathValue("id"), principal(r).AccountID, strings.TrimSpace(in.Note), time.Now().UTC())
 	switch {
 	case errors.Is(err, store.ErrNotFound):

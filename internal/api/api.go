@@ -48,21 +48,25 @@ type Options struct {
 	InsecureOpen bool
 	// MaxBreakGlass bounds a break-the-glass grant. Default 4 hours.
 	MaxBreakGlass time.Duration
+	// Audit receives one entry per request before its response leaves
+	// (nil: no audit log, only with InsecureOpen).
+	Audit Auditor
 }
 
 // Server serves the FHIR API.
 type Server struct {
-	rec    *record.Service
-	st     store.Store
-	opt    Options
-	log    *slog.Logger
-	mux    *http.ServeMux
-	caps   []byte
-	table  []Route
-	auth   *auth.Service
-	pol    *policy.Decider
-	admin  AdminRepo
-	closed bool
+	rec     *record.Service
+	st      store.Store
+	opt     Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	caps    []byte
+	table   []Route
+	auth    *auth.Service
+	pol     *policy.Decider
+	admin   AdminRepo
+	auditor Auditor
+	closed  bool
 }
 
 // Route is one registered endpoint. Only Public routes answer without a
@@ -84,10 +88,10 @@ func New(st store.Store, opt Options) *Server {
 		opt.MaxBreakGlass = 4 * time.Hour
 	}
 	s := &Server{rec: record.New(st), st: st, opt: opt, log: opt.Logger, mux: http.NewServeMux(),
-		auth: opt.Auth, pol: opt.Policy, admin: opt.Admin}
+		auth: opt.Auth, pol: opt.Policy, admin: opt.Admin, auditor: opt.Audit}
 	// Deny by default: without the security components, nothing but the
 	// public routes answers.
-	s.closed = !opt.InsecureOpen && (s.auth == nil || s.pol == nil || s.admin == nil)
+	s.closed = !opt.InsecureOpen && (s.auth == nil || s.pol == nil || s.admin == nil || s.auditor == nil)
 	s.caps = capabilityStatement(opt.Version)
 	s.routes()
 	return s
@@ -99,7 +103,7 @@ func (s *Server) Routes() []Route { return slices.Clone(s.table) }
 // handle registers a route that requires authentication.
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
 	s.table = append(s.table, Route{Pattern: pattern})
-	s.mux.Handle(pattern, s.authenticated(h))
+	s.mux.Handle(pattern, s.authenticated(s.audited(h)))
 }
 
 // public registers a route that answers without authentication.
@@ -132,8 +136,8 @@ func (s *Server) routes() {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	s.public("POST /auth/token", s.token)
-	s.public("POST /auth/revoke", s.revoke)
+	s.public("POST /auth/token", s.audited(s.token))
+	s.public("POST /auth/revoke", s.audited(s.revoke))
 	s.handle("GET /auth/me", s.me)
 	s.adminRoutes()
 }
@@ -344,6 +348,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	case res.Deleted:
 		s.fail(w, r, fhir.Errorf(http.StatusGone, "deleted", "%s/%s was deleted", typ, id))
 	default:
+		disclose(r, res.Type, res.Patient)
 		s.respondResource(w, http.StatusOK, res)
 	}
 }
@@ -375,6 +380,7 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 	case res.Deleted:
 		s.fail(w, r, fhir.Errorf(http.StatusGone, "deleted", "version %d of %s/%s is a deletion", v, typ, id))
 	default:
+		disclose(r, typ, patientOfVersion(res))
 		s.respondResource(w, http.StatusOK, res)
 	}
 }
@@ -428,6 +434,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 // written answers a successful create or update.
 func (s *Server) written(w http.ResponseWriter, r *http.Request, out *record.Outcome) {
 	res := out.Resource
+	disclose(r, res.Type, res.Patient)
 	status := http.StatusOK
 	if out.Created {
 		status = http.StatusCreated
@@ -469,6 +476,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	disclose(r, out.Resource.Type, out.Resource.Patient)
 	w.Header().Set("ETag", `W/"`+strconv.Itoa(out.Resource.Version)+`"`)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -510,6 +518,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	b.WriteString(strconv.Itoa(versions[0].Version))
 	b.WriteString(`,"entry":[`)
 	for i, v := range versions {
+		disclose(r, typ, patientOfVersion(v))
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -548,12 +557,7 @@ func (s *Server) canReadVersions(r *http.Request, typ, id string, versions []*st
 		return err
 	}
 	for _, v := range versions {
-		pat := v.Patient
-		if pat == "" && v.Data != nil {
-			if res, err := fhir.Parse(v.Data); err == nil {
-				pat = fhir.PatientOf(res)
-			}
-		}
+		pat := patientOfVersion(v)
 		if pat == cur.Patient {
 			continue
 		}
@@ -564,6 +568,18 @@ func (s *Server) canReadVersions(r *http.Request, typ, id string, versions []*st
 		}
 	}
 	return nil
+}
+
+// patientOfVersion is a stored version's patient (history rows do not
+// keep the column: read it from the JSON).
+func patientOfVersion(v *store.Resource) string {
+	if v.Patient != "" || v.Data == nil {
+		return v.Patient
+	}
+	if res, err := fhir.Parse(v.Data); err == nil {
+		return fhir.PatientOf(res)
+	}
+	return ""
 }
 
 func writeJSONString(b *bytes.Buffer, s string) {

@@ -45,6 +45,7 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 		}
 		b.WriteByte('{')
 		if e.Resource != nil {
+			disclose(r, e.Resource.Type, e.Resource.Patient)
 			b.WriteString(`"fullUrl":`)
 			writeJSONString(&b, base+"/"+e.Resource.Type+"/"+e.Resource.ID)
 			if !e.Resource.Deleted && preferReturn(r) != "minimal" {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"carnet/internal/audit"
 	"carnet/internal/store"
 	"carnet/internal/store/sqlite"
 )
@@ -249,4 +250,14 @@ func outcomeOf(t testing.TB, b []byte) map[string]any {
 		t.Fatalf("issue[0] has no severity: %.300s", b)
 	}
 	return is
+}
+
+// auditLog opens an audit log over st with a witness in a temp directory.
+func auditLog(t testing.TB, st *store.SQL) *audit.Log {
+	t.Helper()
+	l, err := audit.Open(context.Background(), st, t.TempDir(), nil)
+	if err != nil {
+		t.Fatalf("audit.Open: %v", err)
+	}
+	return l
 }

@@ -148,7 +148,7 @@ func newMatrixWorld(t *testing.T, st *store.SQL) *matrixWorld {
 		}
 		w.tokens[role], w.accounts[role] = tok, a.ID
 	}
-	srv := httptest.NewServer(New(st, Options{Auth: svc, Policy: pol, Admin: st}))
+	srv := httptest.NewServer(New(st, Options{Auth: svc, Policy: pol, Admin: st, Audit: auditLog(t, st)}))
 	t.Cleanup(srv.Close)
 	w.ts = &testServer{Server: srv, st: st}
 	return w

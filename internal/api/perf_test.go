@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"carnet/internal/api"
+	"carnet/internal/audit"
 	"carnet/internal/auth"
 	"carnet/internal/fhir"
 	"carnet/internal/policy"
@@ -79,13 +80,17 @@ func BenchmarkReadPatient(b *testing.B) {
 	tok, hash, _ := auth.NewToken(auth.AccessTokenPrefix)
 	now := time.Now()
 	st.InsertTokens(ctx, &store.Token{Hash: hash, Kind: "access", Account: a.ID, Session: "s", Scopes: policy.DefaultScope, Created: now, Expires: now.Add(time.Hour)})
+	alog, err := audit.Open(ctx, st, b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		h    http.Handler
 		tok  string
 	}{
 		{"open", api.New(st, api.Options{InsecureOpen: true}), ""},
-		{"physician", api.New(st, api.Options{Auth: svc, Policy: policy.New(st), Admin: st}), tok},
+		{"physician", api.New(st, api.Options{Auth: svc, Policy: policy.New(st), Admin: st, Audit: alog}), tok},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -142,9 +142,11 @@ func (s *Server) searchBundle(r *http.Request, q *fhir.Query, vals url.Values, p
 		b.WriteString(`,"search":{"mode":"` + mode + `"}}`)
 	}
 	for _, m := range page.Matches {
+		disclose(r, m.Type, m.Patient)
 		entry(m, "match")
 	}
 	for _, m := range page.Included {
+		disclose(r, m.Type, m.Patient)
 		entry(m, "include")
 	}
 	if len(q.Ignored) > 0 {

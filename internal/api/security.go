@@ -172,12 +172,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_scope", serr.Error())
 			return
 		}
+		auditWho(r, "", f.Get("username"), "", nil)
 		g, err = s.auth.Login(r.Context(), f.Get("username"), f.Get("password"), f.Get("otp"), clientAddr(r), scope)
 	case "refresh_token":
 		if f.Get("refresh_token") == "" {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
 			return
 		}
+		auditAs(r, "token-refresh", "")
 		g, err = s.auth.Refresh(r.Context(), f.Get("refresh_token"), clientAddr(r))
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password or refresh_token")
@@ -186,10 +188,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	var te *auth.ThrottledError
 	switch {
 	case errors.As(err, &te):
+		auditAs(r, "login-throttled", "")
 		w.Header().Set("Retry-After", strconv.Itoa(int(te.RetryAfter.Seconds()+0.999)))
 		oauthError(w, http.StatusTooManyRequests, "slow_down", te.Error())
 		return
 	case errors.Is(err, auth.ErrInvalidCredentials):
+		if a := recOf(r); a != nil {
+			a.e.Action += "-failed"
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="carnet"`)
 		oauthError(w, http.StatusUnauthorized, "invalid_grant", err.Error())
 		return
@@ -198,6 +204,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again later")
 		return
 	}
+	auditWho(r, g.Account.ID, g.Account.Username, g.Session, g.Account.Roles)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token":  g.AccessToken,

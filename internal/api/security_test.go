@@ -101,7 +101,7 @@ func newSecWorld(t *testing.T) *secWorld {
 	svc := auth.NewService(st, auth.Options{Now: clk.Now})
 	pol := policy.New(st)
 	pol.Now = clk.Now
-	srv := New(st, Options{Auth: svc, Policy: pol, Admin: st})
+	srv := New(st, Options{Auth: svc, Policy: pol, Admin: st, Audit: auditLog(t, st)})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		hs.Close()

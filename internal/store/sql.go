@@ -36,6 +36,10 @@ type Dialect struct {
 	// BulkTx runs at the start of each bulk-load transaction (PostgreSQL:
 	// asynchronous commit; the load is made durable at its end).
 	BulkTx string
+	// AuditLock runs in a transaction that appends audit entries, before
+	// the next index is read (PostgreSQL: an advisory lock, so that
+	// instances sharing the database number entries densely).
+	AuditLock string
 	// BulkStart and BulkEnd run on the writer around a bulk load (SQLite:
 	// synchronous off, then a full checkpoint and synchronous back on).
 	BulkStart, BulkEnd []string
@@ -60,6 +64,8 @@ type SQL struct {
 	auth     *authCache  // token lookups; only for a single-process store
 	reach    *reachCache // reach answers; only for a single-process store
 
+	auditFault func() error // test fault injection for AppendAudit
+
 	// The writer: one dedicated connection with its prepared statements,
 	// used by the group-commit loop and by Load (wmu serialises them).
 	wmu   sync.Mutex
@@ -68,8 +74,9 @@ type SQL struct {
 }
 
 type commitReq struct {
-	ws   []Write
-	done chan error
+	ws    []Write
+	audit []*AuditRecord // audit entries (AppendAudit), committed in order
+	done  chan error
 }
 
 // maxBatch bounds how many Commit calls share one transaction.

@@ -286,7 +286,10 @@ func (s *SQL) commitBatch(batch []*commitReq) {
 				}
 			}
 		}
-		return s.flushIndex(tx, &ir)
+		if err := s.flushIndex(tx, &ir); err != nil {
+			return err
+		}
+		return s.appendAudit(tx, batch)
 	})
 	if s.reach != nil && touchesRelationships(batch) {
 		// Before anyone is told the write is done (and also on failure:

@@ -37,6 +37,7 @@ func Open(ctx context.Context, url string) (*store.SQL, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	d := store.Dialect{Name: "postgres", Dollar: true, ForUpdate: " FOR UPDATE", IsUnique: isUnique,
+		AuditLock: "SELECT pg_advisory_xact_lock(7236412)",
 		// Bulk-load transactions commit asynchronously (a crash loses the
 		// tail of a load, never acknowledged API writes); statistics are
 		// refreshed at the end.

@@ -1,0 +1,201 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"carnet/internal/audit"
+	"carnet/internal/auth"
+	"carnet/internal/fhir"
+	"carnet/internal/policy"
+)
+
+// Auditor appends audit entries durably (audit.Log).
+type Auditor interface {
+	Append(ctx context.Context, e *audit.Entry) (int64, error)
+}
+
+// auditRec collects what one request disclosed or changed; the auditing
+// writer turns it into the request's one entry just before the response.
+type auditRec struct {
+	e        audit.Entry
+	patients map[string]bool
+	types    map[string]map[string]bool // type -> patients
+}
+
+type auditKey struct{}
+
+func recOf(r *http.Request) *auditRec {
+	a, _ := r.Context().Value(auditKey{}).(*auditRec)
+	return a
+}
+
+// disclose records that the response carries (or the request wrote) a
+// resource of typ belonging to patient ("" for none).
+func disclose(r *http.Request, typ, patient string) {
+	a := recOf(r)
+	if a == nil {
+		return
+	}
+	if typ != "" {
+		if a.types[typ] == nil {
+			a.types[typ] = map[string]bool{}
+		}
+		a.types[typ][patient] = true
+	}
+	if patient != "" {
+		a.patients[patient] = true
+	}
+}
+
+// auditAs sets the action and subject of the request's entry.
+func auditAs(r *http.Request, action, subject string) {
+	if a := recOf(r); a != nil {
+		if action != "" {
+			a.e.Action = action
+		}
+		if subject != "" {
+			a.e.Subject = subject
+		}
+	}
+}
+
+// auditWho fills the caller (for routes that authenticate themselves:
+// the token endpoint).
+func auditWho(r *http.Request, account, username, session string, roles []string) {
+	if a := recOf(r); a != nil {
+		a.e.Account, a.e.Username, a.e.Session, a.e.Roles = account, username, session, roles
+	}
+}
+
+// actions names a route's audit action.
+var actions = map[string]string{
+	"GET /fhir/{type}/{id}":                     "read",
+	"GET /fhir/{type}/{id}/_history/{vid}":      "vread",
+	"GET /fhir/{type}/{id}/_history":            "history",
+	"GET /fhir/{type}":                          "search",
+	"POST /fhir/{type}/_search":                 "search",
+	"POST /fhir/{type}":                         "create",
+	"PUT /fhir/{type}/{id}":                     "update",
+	"DELETE /fhir/{type}/{id}":                  "delete",
+	"POST /fhir":                                "bundle",
+	"POST /fhir/{$}":                            "bundle",
+	"POST /fhir/Patient/{id}/$break-the-glass":  "break-the-glass",
+	"GET /fhir/AuditEvent":                      "audit-search",
+	"POST /auth/token":                          "login",
+	"POST /auth/revoke":                         "token-revoke",
+	"POST /admin/accounts":                      "account-create",
+	"POST /admin/accounts/{username}/disable":   "account-disable",
+	"POST /admin/accounts/{username}/enable":    "account-enable",
+	"POST /admin/accounts/{username}/reset-mfa": "mfa-reset",
+	"POST /admin/role-requests":                 "role-request",
+	"POST /admin/role-requests/{id}/approve":    "role-approve",
+	"POST /admin/role-requests/{id}/reject":     "role-reject",
+	"POST /security/break-glass/{id}/review":    "break-the-glass-review",
+}
+
+// audited wraps a handler so that its response leaves only after the
+// request's audit entry is durable ("no audit, no data"): if the entry
+// cannot be appended, the client gets 503 and nothing else.
+func (s *Server) audited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.auditor == nil {
+			h(w, r)
+			return
+		}
+		a := &auditRec{patients: map[string]bool{}, types: map[string]map[string]bool{}}
+		a.e.Client = clientAddr(r)
+		a.e.Method, a.e.Route = r.Method, r.Pattern
+		a.e.Action = actions[r.Pattern]
+		if a.e.Action == "" {
+			a.e.Action = strings.ToLower(r.Method)
+		}
+		if p := principal(r); p != nil {
+			a.e.Account, a.e.Username, a.e.Session, a.e.Roles = p.AccountID, p.Username, p.Session, p.Roles
+			a.e.Purpose = purposeOf(p)
+		}
+		aw := &auditWriter{ResponseWriter: w, s: s, r: r, rec: a}
+		h(aw, r.WithContext(context.WithValue(r.Context(), auditKey{}, a)))
+		if !aw.decided {
+			aw.WriteHeader(http.StatusOK)
+		}
+	}
+}
+
+// purposeOf says on what ground the caller reaches patients.
+func purposeOf(p *auth.Principal) string {
+	var ps []string
+	for _, r := range p.Roles {
+		switch r {
+		case policy.Physician, policy.Nurse:
+			ps = append(ps, "care-relationship")
+		case policy.Pharmacist, policy.AdmissionClerk, policy.BillingClerk:
+			ps = append(ps, "facility")
+		}
+	}
+	slices.Sort(ps)
+	return strings.Join(slices.Compact(ps), ",")
+}
+
+// auditWriter appends the entry when the status is decided.
+type auditWriter struct {
+	http.ResponseWriter
+	s       *Server
+	r       *http.Request
+	rec     *auditRec
+	decided bool
+	failed  bool
+}
+
+func (w *auditWriter) WriteHeader(status int) {
+	if w.decided {
+		return
+	}
+	w.decided = true
+	e := &w.rec.e
+	e.Time = time.Now().UTC()
+	e.Outcome = status
+	if len(w.rec.types) > 0 {
+		e.Disclosed = make(map[string][]string, len(w.rec.types))
+		for t, ps := range w.rec.types {
+			l := make([]string, 0, len(ps))
+			for p := range ps {
+				l = append(l, p)
+			}
+			slices.Sort(l)
+			e.Disclosed[t] = l
+		}
+	}
+	for p := range w.rec.patients {
+		e.Patients = append(e.Patients, p)
+	}
+	slices.Sort(e.Patients)
+	if _, err := w.s.auditor.Append(context.WithoutCancel(w.r.Context()), e); err != nil {
+		w.failed = true
+		w.s.log.ErrorContext(w.r.Context(), "audit append failed: request refused", "route", e.Route, "err", err)
+		h := w.ResponseWriter.Header()
+		for _, k := range []string{"Content-Length", "ETag", "Location", "Last-Modified", "Content-Location"} {
+			h.Del(k)
+		}
+		body := fhir.Errorf(http.StatusServiceUnavailable, "transient", "the audit log cannot be written: nothing is disclosed; try again later").Outcome().JSON()
+		h.Set("Content-Type", fhirJSON)
+		h.Set("Retry-After", "5")
+		w.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+		w.ResponseWriter.Write(body)
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *auditWriter) Write(b []byte) (int, error) {
+	if !w.decided {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return len(b), nil // swallowed: no audit, no data
+	}
+	return w.ResponseWriter.Write(b)
+}

@@ -1,0 +1,245 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// AuditRecord is one audit log entry on its way to the store: Entry is the
+// canonical bytes the Merkle tree hashes; the other fields are copies kept
+// for searching. Index is set by AppendAudit.
+type AuditRecord struct {
+	At                               time.Time
+	Account, Action, Client, Session string
+	Patients                         []string
+	Entry                            []byte
+	Index                            int64
+}
+
+// AppendAudit appends records durably, in order, through the group-commit
+// writer (many requests' entries share one transaction and one fsync), and
+// sets their Index. Indexes are dense and follow commit order, across every
+// instance sharing a PostgreSQL database.
+func (s *SQL) AppendAudit(ctx context.Context, recs ...*AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if s.auditFault != nil {
+		if err := s.auditFault(); err != nil {
+			return err
+		}
+	}
+	req := &commitReq{audit: recs, done: make(chan error, 1)}
+	select {
+	case s.queue <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-req.done
+}
+
+// SetAuditFault makes every later AppendAudit fail with what fail returns
+// (nil: no fault). For tests of "no audit, no data".
+func (s *SQL) SetAuditFault(fail func() error) { s.auditFault = fail }
+
+// appendAudit writes the batch's audit records inside the batch transaction.
+func (s *SQL) appendAudit(tx wtx, batch []*commitReq) error {
+	n := 0
+	for _, r := range batch {
+		n += len(r.audit)
+	}
+	if n == 0 {
+		return nil
+	}
+	if s.d.AuditLock != "" {
+		if err := tx.raw(s.d.AuditLock); err != nil {
+			return fmt.Errorf("store: audit lock: %w", err)
+		}
+	}
+	var next int64
+	if err := tx.QueryRow(`SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log`).Scan(&next); err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	rows := make([][]any, 0, n)
+	var prows [][]any
+	for _, r := range batch {
+		for _, a := range r.audit {
+			a.Index = next
+			next++
+			rows = append(rows, []any{a.Index, micros(a.At), a.Account, a.Action, a.Client, a.Session, a.Entry})
+			seen := map[string]bool{}
+			for _, p := range a.Patients {
+				if p != "" && !seen[p] {
+					seen[p] = true
+					prows = append(prows, []any{p, a.Index})
+				}
+			}
+		}
+	}
+	if err := s.insertRows(tx, "audit_log", "idx, at, account, action, client, session, entry", rows); err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	if err := s.insertRows(tx, "audit_patient", "patient, idx", prows); err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	return nil
+}
+
+// AuditSize is the number of entries in the log.
+func (s *SQL) AuditSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log`).Scan(&n)
+	return n, err
+}
+
+// AuditEntries calls fn for each entry with from <= idx < to (to < 0: to
+// the end), in index order.
+func (s *SQL) AuditEntries(ctx context.Context, from, to int64, fn func(idx int64, entry []byte) error) error {
+	q := `SELECT idx, entry FROM audit_log WHERE idx >= ?`
+	args := []any{from}
+	if to >= 0 {
+		q += ` AND idx < ?`
+		args = append(args, to)
+	}
+	rows, err := s.rdb.QueryContext(ctx, s.q(q+` ORDER BY idx`), args...)
+	if err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var idx int64
+		var e []byte
+		if err := rows.Scan(&idx, &e); err != nil {
+			return fmt.Errorf("store: audit: %w", err)
+		}
+		if err := fn(idx, e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AuditFilter selects entries.
+type AuditFilter struct {
+	Account, Client, Session, Patient, Action string
+	Since, Until                              time.Time // zero: open
+	Limit                                     int       // 0: no limit
+}
+
+// FindAudit returns the entries matching f, oldest first.
+func (s *SQL) FindAudit(ctx context.Context, f AuditFilter) ([]AuditRow, error) {
+	q := `SELECT l.idx, l.entry FROM audit_log l`
+	var conds []string
+	var args []any
+	if f.Patient != "" {
+		q += ` JOIN audit_patient p ON p.idx = l.idx`
+		conds = append(conds, `p.patient = ?`)
+		args = append(args, f.Patient)
+	}
+	for _, c := range []struct{ col, v string }{{"l.account", f.Account}, {"l.client", f.Client}, {"l.session", f.Session}, {"l.action", f.Action}} {
+		if c.v != "" {
+			conds = append(conds, c.col+` = ?`)
+			args = append(args, c.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, `l.at >= ?`)
+		args = append(args, micros(f.Since))
+	}
+	if !f.Until.IsZero() {
+		conds = append(conds, `l.at < ?`)
+		args = append(args, micros(f.Until))
+	}
+	for i, c := range conds {
+		if i == 0 {
+			q += ` WHERE ` + c
+		} else {
+			q += ` AND ` + c
+		}
+	}
+	q += ` ORDER BY l.idx`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
+	}
+	rows, err := s.rdb.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: audit: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditRow
+	for rows.Next() {
+		var r AuditRow
+		if err := rows.Scan(&r.Index, &r.Entry); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// AuditRow is a stored entry.
+type AuditRow struct {
+	Index int64
+	Entry []byte
+}
+
+// Checkpoint is a signed (size, root) of the audit tree.
+type Checkpoint struct {
+	Size    int64
+	Root    []byte
+	Note    string // the signed note
+	Created time.Time
+}
+
+// AddCheckpoint stores a checkpoint (a second one of the same size is
+// ignored: instances checkpoint the same tree alike).
+func (s *SQL) AddCheckpoint(ctx context.Context, c *Checkpoint) error {
+	return s.execAuth(ctx, func(tx wtx) error {
+		return tx.Exec(`INSERT INTO audit_checkpoints (size, root, note, created) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING`,
+			c.Size, c.Root, c.Note, micros(c.Created))
+	})
+}
+
+// Checkpoints lists the stored checkpoints by size.
+func (s *SQL) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT size, root, note, created FROM audit_checkpoints ORDER BY size`)
+	if err != nil {
+		return nil, fmt.Errorf("store: checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []Checkpoint
+	for rows.Next() {
+		var c Checkpoint
+		var at int64
+		if err := rows.Scan(&c.Size, &c.Root, &c.Note, &at); err != nil {
+			return nil, err
+		}
+		c.Created = fromMicros(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// LatestCheckpoint returns the largest checkpoint, or ErrNotFound.
+func (s *SQL) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	var c Checkpoint
+	var at int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT size, root, note, created FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&c.Size, &c.Root, &c.Note, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Created = fromMicros(at)
+	return &c, nil
+}
+
+// DB exposes the write pool for tools that must reach below the store's
+// guarantees: the tamper tests of the audit log.
+func (s *SQL) DB() *sql.DB { return s.wdb }
