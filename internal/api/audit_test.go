@@ -1,0 +1,186 @@
+package api
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"carnet/internal/audit"
+	"carnet/internal/fhir"
+	"carnet/internal/incident"
+	"carnet/internal/policy"
+	"carnet/internal/store"
+	"carnet/internal/store/storetest"
+)
+
+// received returns the patient ids of every resource in a response body
+// (a resource or a Bundle of them), as the client sees them.
+func received(t *testing.T, body []byte) []string {
+	t.Helper()
+	res, err := fhir.Parse(body)
+	if err != nil {
+		t.Fatalf("unreadable body: %v", err)
+	}
+	var out []string
+	add := func(r fhir.Resource) {
+		if p := fhir.PatientOf(r); p != "" {
+			out = append(out, p)
+		}
+	}
+	if fhir.Type(res) != "Bundle" {
+		add(res)
+		return out
+	}
+	entries, _ := res["entry"].([]any)
+	for _, e := range entries {
+		m, _ := e.(map[string]any)
+		if r, ok := m["resource"].(map[string]any); ok {
+			add(r)
+		}
+	}
+	return out
+}
+
+// After a scripted session of reads and searches, incident scope lists
+// exactly the patients the client received: 0 missed, 0 extra.
+func TestIncidentScopeMatchesWhatTheClientReceived(t *testing.T) {
+	for name, open := range storetest.Backends(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open(t).(*store.SQL)
+			w := newMatrixWorld(t, st)
+			h := bearerHdr(w.tokens[policy.Physician])
+			got := map[string]bool{}
+			collect := func(path string) {
+				r := w.ts.do(t, "GET", path, nil, h...)
+				if r.Status == 200 {
+					for _, p := range received(t, r.Body) {
+						got[p] = true
+					}
+				}
+			}
+			// Break the glass for B, then a mixed session: reads, searches
+			// with includes, history, denied reads of C.
+			if r := w.ts.do(t, "POST", "/fhir/Patient/"+w.patients["B"]+"/$break-the-glass", []byte(`{"reason":"emergency","detail":"arrived unconscious in the ER"}`), h...); r.Status != 201 {
+				t.Fatalf("break-the-glass: %s", r)
+			}
+			collect("/fhir/Patient/" + w.patients["A"])
+			collect("/fhir/Observation?_include=Observation:subject")
+			collect("/fhir/Condition/" + w.res["Condition"]["B"])
+			collect("/fhir/Patient/" + w.patients["C"]) // 403: not disclosed
+			collect("/fhir/Encounter/" + w.res["Encounter"]["C"])
+			collect("/fhir/MedicationRequest/" + w.res["MedicationRequest"]["A"] + "/_history")
+			collect("/fhir/Practitioner")
+			if len(got) != 2 || !got[w.patients["A"]] || !got[w.patients["B"]] {
+				t.Fatalf("the session received %v, want A and B", got)
+			}
+			rep, err := incident.Scope(t.Context(), st, incident.Query{Account: "m-" + policy.Physician})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var scoped []string
+			for _, p := range rep.Patients {
+				scoped = append(scoped, p.ID)
+			}
+			var want []string
+			for p := range got {
+				want = append(want, p)
+			}
+			slices.Sort(want)
+			if !slices.Equal(scoped, want) {
+				t.Errorf("incident scope %v, client received %v", scoped, want)
+			}
+			for _, p := range rep.Patients {
+				if p.ID == w.patients["B"] && !slices.Contains(p.Categories, incident.CatClinical) {
+					t.Errorf("B's categories %v lack clinical (a Condition was read)", p.Categories)
+				}
+				if p.ID == w.patients["A"] && !slices.Equal(p.Categories, []string{incident.CatIdentity, incident.CatContact, incident.CatClinical, incident.CatPrescription}) {
+					t.Errorf("A's categories %v", p.Categories)
+				}
+			}
+			// Another account disclosed nothing in this session.
+			other, err := incident.Scope(t.Context(), st, incident.Query{Account: "m-" + policy.Nurse})
+			if err != nil || len(other.Patients) != 0 {
+				t.Errorf("nurse scope %v, %v", other, err)
+			}
+			// One request, one entry, holding ids and never names.
+			rows, _ := st.FindAudit(t.Context(), store.AuditFilter{Account: w.accounts[policy.Physician]})
+			if len(rows) != 8 {
+				t.Errorf("%d entries for 8 requests", len(rows))
+			}
+			for _, row := range rows {
+				if strings.Contains(string(row.Entry), "Matrix") {
+					t.Errorf("entry %d holds a patient name: %s", row.Index, row.Entry)
+				}
+			}
+		})
+	}
+}
+
+// No audit, no data: when the log cannot be written, the request fails with
+// 503 and the response carries nothing of the record.
+func TestNoAuditNoData(t *testing.T) {
+	for name, open := range storetest.Backends(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open(t).(*store.SQL)
+			w := newMatrixWorld(t, st)
+			h := bearerHdr(w.tokens[policy.Physician])
+			before, _ := st.AuditSize(t.Context())
+			st.SetAuditFault(func() error { return errors.New("disk full") })
+			for _, path := range []string{
+				"/fhir/Patient/" + w.patients["A"],
+				"/fhir/Patient?_count=10",
+				"/fhir/Observation?_include=Observation:subject",
+				"/fhir/Patient/" + w.patients["A"] + "/_history",
+			} {
+				r := w.ts.do(t, "GET", path, nil, h...)
+				if r.Status != 503 {
+					t.Errorf("GET %s with the log down: %d, want 503", path, r.Status)
+				}
+				if strings.Contains(string(r.Body), "Matrix") || strings.Contains(string(r.Body), `"resourceType":"Patient"`) || r.Header.Get("ETag") != "" {
+					t.Errorf("GET %s with the log down disclosed data: %s", path, r)
+				}
+			}
+			// Logins are refused too: a token is security state.
+			if after, _ := st.AuditSize(t.Context()); after != before {
+				t.Errorf("entries appended while the log was down: %d -> %d", before, after)
+			}
+			st.SetAuditFault(nil)
+			if r := w.ts.do(t, "GET", "/fhir/Patient/"+w.patients["A"], nil, h...); r.Status != 200 {
+				t.Errorf("after the fault: %s", r)
+			}
+			if after, _ := st.AuditSize(t.Context()); after != before+1 {
+				t.Errorf("one read, %d entries", after-before)
+			}
+		})
+	}
+}
+
+// A break-the-glass grant, a login and a role request are security state:
+// each leaves an entry naming who and what.
+func TestSecurityActionsAreAudited(t *testing.T) {
+	st := storetest.Backends(t)["sqlite"](t).(*store.SQL)
+	w := newMatrixWorld(t, st)
+	w.ts.do(t, "POST", "/fhir/Patient/"+w.patients["B"]+"/$break-the-glass", []byte(`{"reason":"on-call","detail":"night shift, patient transferred"}`), bearerHdr(w.tokens[policy.Physician])...)
+	w.ts.do(t, "POST", "/auth/token", []byte("username=nobody&password=wrongwrongwrong&otp=123456"), "Content-Type", "application/x-www-form-urlencoded")
+	rows, err := st.FindAudit(t.Context(), store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bg, fail *audit.Entry
+	for _, row := range rows {
+		e, _ := audit.Decode(row.Entry)
+		switch e.Action {
+		case "break-the-glass":
+			bg = e
+		case "login-failed":
+			fail = e
+		}
+	}
+	if bg == nil || bg.Purpose != "break-the-glass:on-call" || !slices.Equal(bg.Patients, []string{w.patients["B"]}) || !strings.HasPrefix(bg.Subject, "grant:") || bg.Outcome != 201 {
+		t.Errorf("break-the-glass entry %+v", bg)
+	}
+	if fail == nil || fail.Username != "nobody" || fail.Outcome != 401 || fail.Client == "" {
+		t.Errorf("failed login entry %+v", fail)
+	}
+}
