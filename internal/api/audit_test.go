@@ -184,3 +184,40 @@ func TestSecurityActionsAreAudited(t *testing.T) {
 		t.Errorf("failed login entry %+v", fail)
 	}
 }
+
+// The security officer searches the log as FHIR AuditEvents; a clinician
+// sees the access history of a patient in their care, and nothing else.
+func TestAuditEventSearch(t *testing.T) {
+	st := storetest.Backends(t)["sqlite"](t).(*store.SQL)
+	w := newMatrixWorld(t, st)
+	doc, nurse := bearerHdr(w.tokens[policy.Physician]), bearerHdr(w.tokens[policy.Nurse])
+	w.ts.do(t, "GET", "/fhir/Patient/"+w.patients["A"], nil, doc...)
+	w.ts.do(t, "GET", "/fhir/Observation/"+w.res["Observation"]["A"], nil, nurse...)
+	so := bearerHdr(w.tokens[policy.SecurityOfficer])
+	r := w.ts.do(t, "GET", "/fhir/AuditEvent?agent=m-physician", nil, so...)
+	m := decode(t, r.Body)
+	if r.Status != 200 || num(m["total"]) != 1 || !strings.Contains(string(r.Body), `"reference":"Patient/`+w.patients["A"]+`"`) || !strings.Contains(string(r.Body), `"resourceType":"AuditEvent"`) {
+		t.Errorf("security officer, agent=m-physician: %s", r)
+	}
+	r = w.ts.do(t, "GET", "/fhir/AuditEvent?patient="+w.patients["A"]+"&date=ge2020-01-01", nil, so...)
+	// Two accesses, and the officer's own search above (it disclosed A's id).
+	if m := decode(t, r.Body); num(m["total"]) != 3 {
+		t.Errorf("security officer, patient A: %s", r)
+	}
+	// The physician sees who opened A (both accesses), not the whole log, not C's history.
+	r = w.ts.do(t, "GET", "/fhir/AuditEvent?patient="+w.patients["A"], nil, doc...)
+	if m := decode(t, r.Body); r.Status != 200 || num(m["total"]) < 2 || !strings.Contains(string(r.Body), "m-nurse") {
+		t.Errorf("physician, access history of A: %s", r)
+	}
+	for _, path := range []string{"/fhir/AuditEvent", "/fhir/AuditEvent?patient=" + w.patients["C"], "/fhir/AuditEvent?agent=m-nurse"} {
+		if r := w.ts.do(t, "GET", path, nil, doc...); r.Status != 403 {
+			t.Errorf("physician GET %s: %d, want 403", path, r.Status)
+		}
+	}
+	if r := w.ts.do(t, "GET", "/fhir/AuditEvent?patient="+w.patients["A"], nil, bearerHdr(w.tokens[policy.GroupAdmin])...); r.Status != 403 {
+		t.Errorf("group admin reads a patient's access history: %d", r.Status)
+	}
+	if r := w.ts.do(t, "GET", "/fhir/AuditEvent?who=x", nil, so...); r.Status != 400 {
+		t.Errorf("unknown parameter: %d", r.Status)
+	}
+}
