@@ -42,7 +42,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
 	start := time.Now()
 	var last int64
-	rep, err := audit.Verify(ctx, st, sf.witnessDir(), total, func(done int64) { bar.Add64(done - last); last = done })
+	rep, err := audit.Verify(ctx, st, sf.witnessDir(), func(done int64) { bar.Add64(done - last); last = done })
 	bar.Finish()
 	if err != nil {
 		return err

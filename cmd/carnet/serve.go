@@ -37,7 +37,7 @@ type storeFlags struct {
 func (sf *storeFlags) register(fs *flag.FlagSet, defData string) {
 	fs.StringVar(&sf.data, "data", defData, "data directory of the embedded SQLite store")
 	fs.StringVar(&sf.db, "db", os.Getenv("CARNET_DB"), "PostgreSQL URL (postgres://...); overrides --data (env CARNET_DB)")
-	fs.StringVar(&sf.witness, "witness", os.Getenv("CARNET_WITNESS"), "audit witness directory, outside the database: signing key, checkpoints, leaf hashes (default: DATA-witness beside the data directory, ./carnet-witness with --db; env CARNET_WITNESS)")
+	fs.StringVar(&sf.witness, "witness", os.Getenv("CARNET_WITNESS"), "audit witness directory, outside the database: signing key, checkpoints, leaf hashes (default: DATA-witness beside the data directory, ./carnet-witness with --db; env CARNET_WITNESS). With several instances on one PostgreSQL database, exactly one checkpoints: give the others --witness none")
 }
 
 // witnessDir is the audit witness directory.
@@ -124,7 +124,11 @@ func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, std
 		pol.CareWindow = so.careWindow
 	}
 	var auditor api.Auditor
-	if !so.insecureOpen {
+	if !so.insecureOpen && so.witness == "none" {
+		// Another instance sharing this PostgreSQL database checkpoints.
+		auditor = audit.NewAppender(st)
+		fmt.Fprintln(stderr, "audit log: appending only (--witness none): another instance must checkpoint")
+	} else if !so.insecureOpen {
 		alog, err := audit.Open(ctx, st, so.witness, logger)
 		if err != nil {
 			return fmt.Errorf("audit log: %w", err)

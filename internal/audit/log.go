@@ -114,7 +114,13 @@ type Log struct {
 	mu     sync.Mutex // checkpointing
 	rng    *compact.Range
 	leaves *os.File
+	signed int64 // size of the last signed checkpoint (-1: none yet)
 }
+
+// NewAppender returns a log that only appends: for the instances sharing a
+// PostgreSQL database other than the one that checkpoints (one signing key,
+// one witness, one checkpointer).
+func NewAppender(st Store) *Log { return &Log{st: st} }
 
 // Open returns the log over st with its witness directory. It brings the
 // witness up to date with the database (entries committed after the last
@@ -127,12 +133,27 @@ func Open(ctx context.Context, st Store, witnessDir string, logger *slog.Logger)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Log{st: st, w: w, log: logger, rng: (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)}
+	l := &Log{st: st, w: w, log: logger, rng: (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0), signed: -1}
+	if wcps, err := readWitness(witnessDir, w.verifier); err != nil {
+		return nil, err
+	} else if len(wcps) > 0 {
+		l.signed = wcps[len(wcps)-1].size
+	}
 	f, err := os.OpenFile(filepath.Join(witnessDir, leavesFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit witness: %w", err)
 	}
 	l.leaves = f
+	// A crash in the middle of writing hashes leaves a partial one: drop it
+	// (the entry is in the database and is hashed again below).
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if rem := fi.Size() % 32; rem != 0 {
+		logger.Warn("audit witness: dropping a partial leaf hash left by a crash", "file", f.Name())
+		if err := f.Truncate(fi.Size() - rem); err != nil {
+			return nil, err
+		}
+	}
 	// Rebuild the compact range from the witness's leaf hashes.
 	r := bufio.NewReaderSize(f, 1<<20)
 	var h [32]byte
@@ -140,9 +161,6 @@ func Open(ctx context.Context, st Store, witnessDir string, logger *slog.Logger)
 		if _, err := io.ReadFull(r, h[:]); err != nil {
 			if errors.Is(err, io.EOF) {
 				break
-			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, fmt.Errorf("audit witness: %s ends in a partial hash", f.Name())
 			}
 			return nil, err
 		}
@@ -161,6 +179,9 @@ func Open(ctx context.Context, st Store, witnessDir string, logger *slog.Logger)
 
 // Close stops the log (after a last checkpoint).
 func (l *Log) Close(ctx context.Context) error {
+	if l.w == nil {
+		return nil
+	}
 	_, err := l.Checkpoint(ctx)
 	if cerr := l.leaves.Close(); err == nil {
 		err = cerr
@@ -177,11 +198,11 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	return rec.Index, nil
 }
 
-// Size is the number of entries covered by the last checkpoint.
+// Size is the number of entries covered by the last signed checkpoint.
 func (l *Log) Size() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return int64(l.rng.End())
+	return max(l.signed, 0)
 }
 
 // Checkpoint hashes the entries appended since the last checkpoint into
@@ -189,6 +210,9 @@ func (l *Log) Size() int64 {
 // and stores the checkpoint in the witness and the database. It returns nil
 // if there was nothing new.
 func (l *Log) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
+	if l.w == nil {
+		return nil, nil // an appender: another instance checkpoints
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	from := int64(l.rng.End())
@@ -211,8 +235,8 @@ func (l *Log) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n == from && from > 0 {
-		return nil, nil
+	if n == l.signed {
+		return nil, nil // nothing new, and the current tree is signed
 	}
 	if err := l.leaves.Sync(); err != nil {
 		return nil, err
@@ -235,6 +259,7 @@ func (l *Log) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
 	if err := l.st.AddCheckpoint(ctx, cp); err != nil {
 		return nil, err
 	}
+	l.signed = n
 	return cp, nil
 }
 
@@ -273,6 +298,9 @@ func (l *Log) Run(ctx context.Context, every time.Duration) {
 
 // Root returns the current checkpointed size and root.
 func (l *Log) Root() (int64, []byte, error) {
+	if l.w == nil {
+		return 0, nil, errors.New("audit: an appender has no tree")
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.rng.End() == 0 {

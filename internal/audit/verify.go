@@ -80,7 +80,7 @@ func readWitness(dir string, v note.Verifier) ([]witnessCheckpoint, error) {
 // against every checkpoint (signatures by the witness's key, roots) and
 // every leaf hash the witness copied. progress, if not nil, is called with
 // the number of entries verified so far.
-func Verify(ctx context.Context, st Store, witnessDir string, total int64, progress func(done int64)) (*Report, error) {
+func Verify(ctx context.Context, st Store, witnessDir string, progress func(done int64)) (*Report, error) {
 	rep := &Report{OK: true, BadIndex: -1}
 	v, err := loadVerifier(witnessDir)
 	if err != nil {
@@ -127,7 +127,7 @@ func Verify(ctx context.Context, st Store, witnessDir string, total int64, progr
 		leaves = bufio.NewReaderSize(lf, 1<<20)
 	}
 	rng := (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
-	var next int64
+	var next, lastCP int64
 	var wh [32]byte
 	witnessEnded := leaves == nil
 	var bad *Report
@@ -155,9 +155,12 @@ func Verify(ctx context.Context, st Store, witnessDir string, total int64, progr
 				return err
 			}
 			if !bytes.Equal(got, root) {
-				bad = rep.fail(idx, "the tree of the first %d entries does not match its signed checkpoint (an entry up to %d was changed)", next, idx)
+				// Entry and witness hash were both rewritten: only the
+				// signed root tells, and it covers a range.
+				bad = rep.fail(lastCP, "the tree of the first %d entries does not match its signed checkpoint: one of entries %d to %d was changed (with its witness hash)", next, lastCP, idx)
 				return errStop
 			}
+			lastCP = next
 		}
 		if progress != nil && next%65536 == 0 {
 			progress(next)

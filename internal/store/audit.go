@@ -239,7 +239,3 @@ func (s *SQL) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	c.Created = fromMicros(at)
 	return &c, nil
 }
-
-// DB exposes the write pool for tools that must reach below the store's
-// guarantees: the tamper tests of the audit log.
-func (s *SQL) DB() *sql.DB { return s.wdb }

@@ -234,8 +234,8 @@ func allNew(ws []Write) bool {
 // needsSavepoint: can a failure of this request leave rows behind that must
 // be undone without undoing the other requests of the batch?
 func (s *SQL) needsSavepoint(batchLen int, ws []Write) bool {
-	if batchLen == 1 {
-		return false // a failure rolls the whole transaction back
+	if batchLen == 1 || len(ws) == 0 {
+		return false // a failure rolls the whole transaction back; audit-only requests have no rows to undo
 	}
 	if !s.d.StatementAtomic || len(ws) > 1 {
 		return true
