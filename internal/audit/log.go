@@ -31,6 +31,7 @@ const Origin = "carnet-audit"
 type Store interface {
 	AppendAudit(ctx context.Context, recs ...*store.AuditRecord) error
 	AuditEntries(ctx context.Context, from, to int64, fn func(idx int64, entry []byte) error) error
+	AuditSize(ctx context.Context) (int64, error)
 	AddCheckpoint(ctx context.Context, c *store.Checkpoint) error
 	Checkpoints(ctx context.Context) ([]store.Checkpoint, error)
 }
@@ -133,7 +134,7 @@ func Open(ctx context.Context, st Store, witnessDir string, logger *slog.Logger)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Log{st: st, w: w, log: logger, rng: (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0), signed: -1}
+	l := &Log{st: st, w: w, log: logger, rng: (&compact.RangeFactory{Hash: hashChildren}).NewEmptyRange(0), signed: -1}
 	if wcps, err := readWitness(witnessDir, w.verifier); err != nil {
 		return nil, err
 	} else if len(wcps) > 0 {
@@ -218,11 +219,13 @@ func (l *Log) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
 	from := int64(l.rng.End())
 	buf := bufio.NewWriterSize(l.leaves, 1<<16)
 	n := from
+	var scratch []byte
 	err := l.st.AuditEntries(ctx, from, -1, func(idx int64, entry []byte) error {
 		if idx != n {
 			return fmt.Errorf("audit: entry %d missing from the database while checkpointing", n)
 		}
-		h := LeafHash(entry)
+		var h []byte
+		h, scratch = leafHash(scratch, entry)
 		if _, err := buf.Write(h); err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -126,17 +127,66 @@ func Verify(ctx context.Context, st Store, witnessDir string, progress func(done
 		defer lf.Close()
 		leaves = bufio.NewReaderSize(lf, 1<<20)
 	}
-	rng := (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
+	rng := (&compact.RangeFactory{Hash: hashChildren}).NewEmptyRange(0)
 	var next, lastCP int64
 	var wh [32]byte
 	witnessEnded := leaves == nil
 	var bad *Report
-	err = st.AuditEntries(ctx, 0, -1, func(idx int64, entry []byte) error {
+	// Chunks of entries are fetched and leaf-hashed by several goroutines
+	// at once (each its own range query), and checked here in order.
+	type hashed struct {
+		idx  int64
+		hash []byte
+	}
+	const chunk = 16384
+	workers := max(2, runtime.GOMAXPROCS(0))
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		hs  []hashed
+		err error
+	}
+	chunks := make(chan chan result, workers*2)
+	size, serr := st.AuditSize(ctx)
+	if serr != nil {
+		return nil, serr
+	}
+	// Fetch up to the highest idx present (gaps are found by the check).
+	go func() {
+		defer close(chunks)
+		sem := make(chan struct{}, workers)
+		for from := int64(0); from < size; from += chunk {
+			out := make(chan result, 1)
+			select {
+			case chunks <- out:
+			case <-vctx.Done():
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-vctx.Done():
+				out <- result{err: vctx.Err()}
+				return
+			}
+			go func(from int64) {
+				defer func() { <-sem }()
+				var buf []byte
+				hs := make([]hashed, 0, chunk)
+				err := st.AuditEntries(vctx, from, from+chunk, func(idx int64, entry []byte) error {
+					var h []byte
+					h, buf = leafHash(buf, entry)
+					hs = append(hs, hashed{idx, h})
+					return nil
+				})
+				out <- result{hs, err}
+			}(from)
+		}
+	}()
+	check := func(idx int64, h []byte) error {
 		if idx != next {
 			bad = rep.fail(next, "entry %d is missing (deleted, or the log was renumbered)", next)
 			return errStop
 		}
-		h := LeafHash(entry)
 		if !witnessEnded {
 			if _, err := io.ReadFull(leaves, wh[:]); err != nil {
 				witnessEnded = true
@@ -166,7 +216,28 @@ func Verify(ctx context.Context, st Store, witnessDir string, progress func(done
 			progress(next)
 		}
 		return nil
-	})
+	}
+	err = nil
+	for out := range chunks {
+		res := <-out
+		if err != nil {
+			continue
+		}
+		if res.err != nil {
+			err = res.err
+			cancel()
+			continue
+		}
+		for _, x := range res.hs {
+			if err = check(x.idx, x.hash); err != nil {
+				cancel()
+				break
+			}
+		}
+	}
+	if errors.Is(err, errStop) {
+		err = nil
+	}
 	if bad != nil {
 		return bad, nil
 	}

@@ -80,7 +80,7 @@ type commitReq struct {
 }
 
 // maxBatch bounds how many Commit calls share one transaction.
-const maxBatch = 256
+const maxBatch = 1024
 
 // secondary are the indexes a bulk load drops and builds again at its end
 // (one sorted build is much cheaper than millions of inserts). Every open
