@@ -72,7 +72,7 @@ func TestAuditVerifyAndIncidentScopeCommands(t *testing.T) {
 		t.Fatalf("verify after notify: %s", out)
 	}
 	// Edit one entry behind Carnet's back: verify exits 1 and names it.
-	db, err := sql.Open("sqlite3", filepath.Join(data, "carnet.db"))
+	db, err := sql.Open("sqlite3", filepath.Join(data, "audit.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

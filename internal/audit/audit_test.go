@@ -54,7 +54,7 @@ func openSQLite(t testing.TB) *tstore {
 			t.Errorf("sqlite store Close: %v", err)
 		}
 	})
-	db, err := sql.Open("sqlite3", "file:"+sqlite.Path(dir)+"?_busy_timeout=10000")
+	db, err := sql.Open("sqlite3", "file:"+sqlite.AuditPath(dir)+"?_busy_timeout=10000")
 	if err != nil {
 		t.Fatalf("tamper connection: %v", err)
 	}

@@ -15,7 +15,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mattn/go-sqlite3"
 
@@ -30,6 +32,19 @@ const FileName = "carnet.db"
 
 // Path returns the database path inside data directory dir.
 func Path(dir string) string { return filepath.Join(dir, FileName) }
+
+// AuditPath returns the audit log's database path inside dir.
+func AuditPath(dir string) string { return filepath.Join(dir, "audit.db") }
+
+// auditSchema creates the audit log's tables in the attached database (the
+// same tables as the PostgreSQL migration 003).
+var auditSchema = []string{
+	`CREATE TABLE IF NOT EXISTS audit.audit_log (idx INTEGER PRIMARY KEY, at INTEGER NOT NULL, account TEXT NOT NULL, action TEXT NOT NULL, client TEXT NOT NULL, session TEXT NOT NULL, entry BLOB NOT NULL)`,
+	`CREATE INDEX IF NOT EXISTS audit.audit_log_account ON audit_log (account, at)`,
+	`CREATE INDEX IF NOT EXISTS audit.audit_log_at ON audit_log (at)`,
+	`CREATE TABLE IF NOT EXISTS audit.audit_patient (patient TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (patient, idx)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS audit.audit_checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created INTEGER NOT NULL)`,
+}
 
 type connector struct {
 	drv *sqlite3.SQLiteDriver
@@ -70,8 +85,14 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 		lock.Close()
 		return nil, err
 	}
+	// The audit log lives in a second database file, attached to every
+	// connection: each request appends to it, and a commit to the main file
+	// would reset every reader's page cache (SQLite re-reads a database
+	// another connection changed), slowing every query behind it.
+	attach := "ATTACH DATABASE '" + strings.ReplaceAll(AuditPath(dir), "'", "''") + "' AS audit"
 	// page_size applies to a new database only, and before WAL is on.
-	wdb := open(path, wp, "PRAGMA page_size = 8192", "PRAGMA journal_mode = WAL", "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 10000")
+	wdb := open(path, wp, "PRAGMA page_size = 8192", "PRAGMA journal_mode = WAL", "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 0",
+		attach, "PRAGMA audit.journal_mode = WAL")
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
@@ -83,11 +104,17 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 		wdb.Close()
 		return fail(fmt.Errorf("sqlite: %w", err))
 	}
+	for _, stmt := range auditSchema {
+		if _, err := wdb.ExecContext(ctx, stmt); err != nil {
+			wdb.Close()
+			return fail(fmt.Errorf("sqlite: audit schema: %w", err))
+		}
+	}
 	rp := url.Values{"_query_only": {"1"}}
 	for k, v := range common {
 		rp[k] = v
 	}
-	rdb := open(path, rp, "PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -65536")
+	rdb := open(path, rp, "PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -65536", attach)
 	n := 4 * runtime.GOMAXPROCS(0)
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
@@ -100,7 +127,33 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 		BulkStart: []string{"PRAGMA synchronous = OFF", "PRAGMA cache_size = -2097152"},
 		BulkEnd:   []string{"PRAGMA synchronous = FULL", "PRAGMA analysis_limit = 2000", "ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size = -524288"},
 	}
-	s, err := store.NewSQL(d, rdb, wdb, rdb.Close, wdb.Close, lock.Close)
+	// Checkpoints run beside the writer, not inside its commits: with every
+	// request appending an audit entry, commits are constant, and a
+	// checkpoint attempted in each of them (against readers' snapshots)
+	// would slow every one.
+	ckdb := open(path, wp, attach)
+	ckdb.SetMaxOpenConns(1)
+	stopCk := make(chan struct{})
+	ckDone := make(chan struct{})
+	go func() {
+		defer close(ckDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopCk:
+				return
+			case <-t.C:
+				ckdb.Exec("PRAGMA wal_checkpoint(RESTART)")
+			}
+		}
+	}()
+	closeCk := func() error {
+		close(stopCk)
+		<-ckDone
+		return ckdb.Close()
+	}
+	s, err := store.NewSQL(d, rdb, wdb, closeCk, rdb.Close, wdb.Close, lock.Close)
 	if err != nil {
 		rdb.Close()
 		wdb.Close()
