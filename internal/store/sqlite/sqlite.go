@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/mattn/go-sqlite3"
 
@@ -91,7 +90,7 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	// another connection changed), slowing every query behind it.
 	attach := "ATTACH DATABASE '" + strings.ReplaceAll(AuditPath(dir), "'", "''") + "' AS audit"
 	// page_size applies to a new database only, and before WAL is on.
-	wdb := open(path, wp, "PRAGMA page_size = 8192", "PRAGMA journal_mode = WAL", "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 0",
+	wdb := open(path, wp, "PRAGMA page_size = 8192", "PRAGMA journal_mode = WAL", "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 10000",
 		attach, "PRAGMA audit.journal_mode = WAL")
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
@@ -127,33 +126,7 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 		BulkStart: []string{"PRAGMA synchronous = OFF", "PRAGMA cache_size = -2097152"},
 		BulkEnd:   []string{"PRAGMA synchronous = FULL", "PRAGMA analysis_limit = 2000", "ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size = -524288"},
 	}
-	// Checkpoints run beside the writer, not inside its commits: with every
-	// request appending an audit entry, commits are constant, and a
-	// checkpoint attempted in each of them (against readers' snapshots)
-	// would slow every one.
-	ckdb := open(path, wp, attach)
-	ckdb.SetMaxOpenConns(1)
-	stopCk := make(chan struct{})
-	ckDone := make(chan struct{})
-	go func() {
-		defer close(ckDone)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopCk:
-				return
-			case <-t.C:
-				ckdb.Exec("PRAGMA wal_checkpoint(RESTART)")
-			}
-		}
-	}()
-	closeCk := func() error {
-		close(stopCk)
-		<-ckDone
-		return ckdb.Close()
-	}
-	s, err := store.NewSQL(d, rdb, wdb, closeCk, rdb.Close, wdb.Close, lock.Close)
+	s, err := store.NewSQL(d, rdb, wdb, rdb.Close, wdb.Close, lock.Close)
 	if err != nil {
 		rdb.Close()
 		wdb.Close()
