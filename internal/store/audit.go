@@ -32,15 +32,7 @@ func (s *SQL) AppendAudit(ctx context.Context, recs ...*AuditRecord) error {
 			return err
 		}
 	}
-	req := &commitReq{audit: recs, done: make(chan error, 1)}
-	select {
-	case s.queue <- req:
-	case <-s.stop:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return <-req.done
+	return s.enqueue(ctx, &commitReq{audit: recs, done: make(chan error, 1)})
 }
 
 // SetAuditFault makes every later AppendAudit fail with what fail returns

@@ -18,7 +18,11 @@ func (s *SQL) Commit(ctx context.Context, ws []Write) error {
 	if len(ws) == 0 {
 		return nil
 	}
-	req := &commitReq{ws: ws, done: make(chan error, 1)}
+	return s.enqueue(ctx, &commitReq{ws: ws, done: make(chan error, 1)})
+}
+
+// enqueue hands a request to the group-commit writer and waits for it.
+func (s *SQL) enqueue(ctx context.Context, req *commitReq) error {
 	select {
 	case s.queue <- req:
 	case <-s.stop:
@@ -26,7 +30,7 @@ func (s *SQL) Commit(ctx context.Context, ws []Write) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// Once queued the write may commit: wait for the outcome whatever the
+	// Once queued the request may commit: wait for the outcome whatever the
 	// caller's context says, so that an answer never lies.
 	return <-req.done
 }
