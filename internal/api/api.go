@@ -141,6 +141,7 @@ func (s *Server) routes() {
 	s.public("POST /auth/revoke", s.audited(s.revoke))
 	s.handle("GET /auth/me", s.me)
 	s.adminRoutes()
+	s.proofRoutes()
 }
 
 // ServeHTTP implements http.Handler.

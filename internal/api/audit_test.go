@@ -1,8 +1,13 @@
 package api
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +17,9 @@ import (
 	"carnet/internal/policy"
 	"carnet/internal/store"
 	"carnet/internal/store/storetest"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 )
 
 // received returns the patient ids of every resource in a response body
@@ -219,5 +227,58 @@ func TestAuditEventSearch(t *testing.T) {
 	}
 	if r := w.ts.do(t, "GET", "/fhir/AuditEvent?who=x", nil, so...); r.Status != 400 {
 		t.Errorf("unknown parameter: %d", r.Status)
+	}
+}
+
+// The security officer fetches the signed checkpoint and proofs over the
+// API and checks them with the reference RFC 6962 verifier.
+func TestAuditProofsOverTheAPI(t *testing.T) {
+	st := storetest.Backends(t)["sqlite"](t).(*store.SQL)
+	w := newMatrixWorld(t, st)
+	doc := bearerHdr(w.tokens[policy.Physician])
+	for range 5 {
+		w.ts.do(t, "GET", "/fhir/Patient/"+w.patients["A"], nil, doc...)
+	}
+	so := bearerHdr(w.tokens[policy.SecurityOfficer])
+	// Checkpoint: the server's log checkpoints every second; force it here.
+	type prover interface {
+		Checkpoint(context.Context) (*store.Checkpoint, error)
+	}
+	lg := w.auditLog
+	if _, err := lg.(prover).Checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := w.ts.do(t, "GET", "/audit/checkpoint", nil, so...)
+	var cp struct {
+		Size int64
+		Root string
+		Note string
+	}
+	if err := json.Unmarshal(r.Body, &cp); err != nil || r.Status != 200 || cp.Size < 5 || !strings.Contains(cp.Note, "carnet-audit") {
+		t.Fatalf("checkpoint: %s", r)
+	}
+	root, _ := base64.StdEncoding.DecodeString(cp.Root)
+	rows, _ := st.FindAudit(t.Context(), store.AuditFilter{})
+	for _, idx := range []int64{0, 2, cp.Size - 1} {
+		r := w.ts.do(t, "GET", fmt.Sprintf("/audit/proof/inclusion?index=%d&size=%d", idx, cp.Size), nil, so...)
+		var p struct{ Proof []string }
+		json.Unmarshal(r.Body, &p)
+		var hs [][]byte
+		for _, h := range p.Proof {
+			b, _ := base64.StdEncoding.DecodeString(h)
+			hs = append(hs, b)
+		}
+		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(idx), uint64(cp.Size), rfc6962.DefaultHasher.HashLeaf(rows[idx].Entry), hs, root); err != nil {
+			t.Errorf("inclusion of %d: %v (%s)", idx, err, r)
+		}
+	}
+	if r := w.ts.do(t, "GET", "/audit/proof/consistency?from=1&to="+strconv.FormatInt(cp.Size, 10), nil, so...); r.Status != 200 {
+		t.Errorf("consistency: %s", r)
+	}
+	if r := w.ts.do(t, "GET", "/audit/proof/inclusion?index=0&size=99999", nil, so...); r.Status != 400 {
+		t.Errorf("beyond the checkpoint: %s", r)
+	}
+	if r := w.ts.do(t, "GET", "/audit/checkpoint", nil, doc...); r.Status != 403 {
+		t.Errorf("physician reads the checkpoint: %d", r.Status)
 	}
 }

@@ -82,6 +82,7 @@ type matrixWorld struct {
 	tokens   map[string]string            // role -> access token
 	accounts map[string]string            // role -> account id
 	pol      *policy.Decider
+	auditLog Auditor
 }
 
 func bearerHdr(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
@@ -148,7 +149,8 @@ func newMatrixWorld(t *testing.T, st *store.SQL) *matrixWorld {
 		}
 		w.tokens[role], w.accounts[role] = tok, a.ID
 	}
-	srv := httptest.NewServer(New(st, Options{Auth: svc, Policy: pol, Admin: st, Audit: auditLog(t, st)}))
+	w.auditLog = auditLog(t, st)
+	srv := httptest.NewServer(New(st, Options{Auth: svc, Policy: pol, Admin: st, Audit: w.auditLog}))
 	t.Cleanup(srv.Close)
 	w.ts = &testServer{Server: srv, st: st}
 	return w

@@ -116,6 +116,10 @@ type Log struct {
 	rng    *compact.Range
 	leaves *os.File
 	signed int64 // size of the last signed checkpoint (-1: none yet)
+
+	signedSize int64 // the last signed checkpoint (for proofs)
+	signedRoot []byte
+	signedNote string
 }
 
 // NewAppender returns a log that only appends: for the instances sharing a
@@ -138,7 +142,9 @@ func Open(ctx context.Context, st Store, witnessDir string, logger *slog.Logger)
 	if wcps, err := readWitness(witnessDir, w.verifier); err != nil {
 		return nil, err
 	} else if len(wcps) > 0 {
-		l.signed = wcps[len(wcps)-1].size
+		last := wcps[len(wcps)-1]
+		l.signed = last.size
+		l.signedSize, l.signedRoot, l.signedNote = last.size, last.root, last.note
 	}
 	f, err := os.OpenFile(filepath.Join(witnessDir, leavesFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -263,6 +269,7 @@ func (l *Log) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
 		return nil, err
 	}
 	l.signed = n
+	l.signedSize, l.signedRoot, l.signedNote = n, root, cp.Note
 	return cp, nil
 }
 

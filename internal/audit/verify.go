@@ -40,6 +40,7 @@ func (r *Report) fail(idx int64, format string, args ...any) *Report {
 type witnessCheckpoint struct {
 	size int64
 	root []byte
+	note string
 }
 
 // readWitness loads and checks the witness's checkpoints.
@@ -72,7 +73,7 @@ func readWitness(dir string, v note.Verifier) ([]witnessCheckpoint, error) {
 		if err != nil || n.Text != checkpointText(size, root) {
 			return nil, fmt.Errorf("witness checkpoint at size %d: signature or content invalid", size)
 		}
-		out = append(out, witnessCheckpoint{size, root})
+		out = append(out, witnessCheckpoint{size, root, string(msg)})
 	}
 	return out, sc.Err()
 }
