@@ -436,6 +436,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 // written answers a successful create or update.
 func (s *Server) written(w http.ResponseWriter, r *http.Request, out *record.Outcome) {
 	res := out.Resource
+	if !out.NoChange {
+		committed(r) // the entry went with the write
+	}
 	disclose(r, res.Type, res.Patient)
 	status := http.StatusOK
 	if out.Created {
@@ -477,6 +480,9 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if !out.NoChange {
+		committed(r)
 	}
 	disclose(r, out.Resource.Type, out.Resource.Patient)
 	w.Header().Set("ETag", `W/"`+strconv.Itoa(out.Resource.Version)+`"`)

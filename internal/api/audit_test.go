@@ -149,7 +149,15 @@ func TestNoAuditNoData(t *testing.T) {
 					t.Errorf("GET %s with the log down disclosed data: %s", path, r)
 				}
 			}
-			// Logins are refused too: a token is security state.
+			// A write with the log down is not made at all: the entry and the
+			// write commit together or not.
+			obsBefore, _ := st.Stats(t.Context())
+			if r := w.ts.do(t, "POST", "/fhir/Observation", []byte(minimal("Observation", w.patients["A"])), h...); r.Status != 503 {
+				t.Errorf("create with the log down: %s", r)
+			}
+			if obsAfter, _ := st.Stats(t.Context()); obsAfter["Observation"] != obsBefore["Observation"] {
+				t.Errorf("a write was made without its audit entry")
+			}
 			if after, _ := st.AuditSize(t.Context()); after != before {
 				t.Errorf("entries appended while the log was down: %d -> %d", before, after)
 			}
@@ -159,6 +167,17 @@ func TestNoAuditNoData(t *testing.T) {
 			}
 			if after, _ := st.AuditSize(t.Context()); after != before+1 {
 				t.Errorf("one read, %d entries", after-before)
+			}
+			// A write and its entry: exactly one entry, with the outcome.
+			if r := w.ts.do(t, "POST", "/fhir/Observation", []byte(minimal("Observation", w.patients["A"])), h...); r.Status != 201 {
+				t.Fatalf("create: %s", r)
+			}
+			rows, _ := st.FindAudit(t.Context(), store.AuditFilter{Action: "create"})
+			if len(rows) != 1 {
+				t.Fatalf("%d create entries, want 1", len(rows))
+			}
+			if e, _ := audit.Decode(rows[0].Entry); e.Outcome != 201 || !slices.Equal(e.Patients, []string{w.patients["A"]}) || len(e.Disclosed["Observation"]) != 1 {
+				t.Errorf("create entry %+v", e)
 			}
 		})
 	}

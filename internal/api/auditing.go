@@ -11,6 +11,7 @@ import (
 	"carnet/internal/auth"
 	"carnet/internal/fhir"
 	"carnet/internal/policy"
+	"carnet/internal/store"
 )
 
 // Auditor appends audit entries durably (audit.Log).
@@ -24,6 +25,9 @@ type auditRec struct {
 	e        audit.Entry
 	patients map[string]bool
 	types    map[string]map[string]bool // type -> patients
+	// committed: the entry was appended with the request's writes, in the
+	// same transaction (the writer must not append it again).
+	committed bool
 }
 
 type auditKey struct{}
@@ -140,6 +144,59 @@ func purposeOf(p *auth.Principal) string {
 	return strings.Join(slices.Compact(ps), ",")
 }
 
+// finish completes the entry with the outcome and what was disclosed.
+func (a *auditRec) finish(status int) *audit.Entry {
+	e := &a.e
+	e.Time = time.Now().UTC()
+	e.Outcome = status
+	e.Disclosed, e.Patients = nil, nil
+	if len(a.types) > 0 {
+		e.Disclosed = make(map[string][]string, len(a.types))
+		for t, ps := range a.types {
+			l := make([]string, 0, len(ps))
+			for p := range ps {
+				l = append(l, p)
+			}
+			slices.Sort(l)
+			e.Disclosed[t] = l
+		}
+	}
+	for p := range a.patients {
+		e.Patients = append(e.Patients, p)
+	}
+	slices.Sort(e.Patients)
+	return e
+}
+
+// record is the entry of a commit of ws, appended with the writes (the
+// record service's audit hook): the writes are disclosed to the caller
+// (the response carries them) and the outcome is the success status.
+func (a *auditRec) record(ws []store.Write) *store.AuditRecord {
+	status := http.StatusOK
+	for i := range ws {
+		if ws[i].IfVersion == 0 && !ws[i].Deleted {
+			status = http.StatusCreated
+		}
+	}
+	if len(ws) == 1 && ws[0].Deleted {
+		status = http.StatusNoContent
+	}
+	if a.e.Action == "bundle" {
+		status = http.StatusOK // a transaction answers 200 with its entries' statuses
+	}
+	for i := range ws {
+		if a.types[ws[i].Type] == nil {
+			a.types[ws[i].Type] = map[string]bool{}
+		}
+		a.types[ws[i].Type][ws[i].Patient] = true
+		if ws[i].Patient != "" {
+			a.patients[ws[i].Patient] = true
+		}
+	}
+	e := a.finish(status)
+	return &store.AuditRecord{At: e.Time, Account: e.Account, Action: e.Action, Client: e.Client, Session: e.Session, Patients: e.Patients, Entry: e.Encode()}
+}
+
 // auditWriter appends the entry when the status is decided.
 type auditWriter struct {
 	http.ResponseWriter
@@ -155,27 +212,14 @@ func (w *auditWriter) WriteHeader(status int) {
 		return
 	}
 	w.decided = true
-	e := &w.rec.e
-	e.Time = time.Now().UTC()
-	e.Outcome = status
-	if len(w.rec.types) > 0 {
-		e.Disclosed = make(map[string][]string, len(w.rec.types))
-		for t, ps := range w.rec.types {
-			l := make([]string, 0, len(ps))
-			for p := range ps {
-				l = append(l, p)
-			}
-			slices.Sort(l)
-			e.Disclosed[t] = l
-		}
+	if w.rec.committed {
+		w.ResponseWriter.WriteHeader(status)
+		return
 	}
-	for p := range w.rec.patients {
-		e.Patients = append(e.Patients, p)
-	}
-	slices.Sort(e.Patients)
-	if _, err := w.s.auditor.Append(context.WithoutCancel(w.r.Context()), e); err != nil {
+	w.rec.finish(status)
+	if _, err := w.s.auditor.Append(context.WithoutCancel(w.r.Context()), &w.rec.e); err != nil {
 		w.failed = true
-		w.s.log.ErrorContext(w.r.Context(), "audit append failed: request refused", "route", e.Route, "err", err)
+		w.s.log.ErrorContext(w.r.Context(), "audit append failed: request refused", "route", w.rec.e.Route, "err", err)
 		h := w.ResponseWriter.Header()
 		for _, k := range []string{"Content-Length", "ETag", "Location", "Last-Modified", "Content-Location"} {
 			h.Del(k)

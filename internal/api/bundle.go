@@ -28,13 +28,17 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 	case "transaction":
 		results, err = s.records(r).Transaction(ctx, res, nil)
 	case "batch":
-		results, err = s.records(r).Batch(ctx, res)
+		// Entries commit one by one: audited once, after, like a read.
+		results, err = s.records(r).Audited(nil).Batch(ctx, res)
 	default:
 		err = fhir.Invalid("Bundle.type", "Bundle.type must be transaction or batch, not %q", typ)
 	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if typ == "transaction" && wroteAny(results) {
+		committed(r)
 	}
 	base := s.base(r)
 	var b bytes.Buffer
@@ -68,4 +72,14 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 	}
 	b.WriteString(`]}`)
 	s.respond(w, http.StatusOK, b.Bytes())
+}
+
+// wroteAny: did a transaction commit anything (not all unchanged)?
+func wroteAny(rs []record.EntryResult) bool {
+	for _, e := range rs {
+		if !e.Unchanged {
+			return true
+		}
+	}
+	return false
 }

@@ -105,15 +105,28 @@ func (s *Server) canRead(r *http.Request, res *store.Resource) error {
 	return s.pol.CheckRead(r.Context(), principal(r), res)
 }
 
-// records is the record service acting for the caller.
+// records is the record service acting for the caller. Its commits carry
+// the request's audit entry in the same transaction (except a batch, whose
+// entries commit one by one and are audited once, after).
 func (s *Server) records(r *http.Request) *record.Service {
 	if s.opt.InsecureOpen {
 		return s.rec
 	}
 	p := principal(r)
-	return s.rec.As(func(ctx context.Context, typ string, prev *store.Resource, next *store.Write, batch []store.Write) error {
+	rec := s.rec.As(func(ctx context.Context, typ string, prev *store.Resource, next *store.Write, batch []store.Write) error {
 		return s.pol.CheckWrite(ctx, p, typ, prev, next, batch)
 	})
+	if a := recOf(r); a != nil {
+		rec = rec.Audited(a.record)
+	}
+	return rec
+}
+
+// committed marks the request's audit entry as appended with its writes.
+func committed(r *http.Request) {
+	if a := recOf(r); a != nil {
+		a.committed = true
+	}
 }
 
 // ---- /auth ----------------------------------------------------------------

@@ -256,7 +256,7 @@ func (s *Service) transactionOnce(ctx context.Context, entries []txEntry, known 
 	if err := s.checkRefs(ctx, dedupe(refs), all); err != nil {
 		return nil, err
 	}
-	if err := s.st.Commit(ctx, writes); err != nil {
+	if err := s.commit(ctx, writes); err != nil {
 		return nil, storeErr(err)
 	}
 	for i := range results {

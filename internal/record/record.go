@@ -21,6 +21,32 @@ type Service struct {
 	st    store.Store
 	now   func() time.Time
 	check WriteCheck
+	audit AuditHook
+}
+
+// AuditHook returns the audit record of a commit of ws (nil: none), to be
+// appended in the same transaction as the writes.
+type AuditHook func(ws []store.Write) *store.AuditRecord
+
+// Audited returns a copy of s whose commits append hook's record with the
+// writes, atomically.
+func (s *Service) Audited(hook AuditHook) *Service {
+	c := *s
+	c.audit = hook
+	return &c
+}
+
+// commit writes ws, with their audit record when s has a hook.
+func (s *Service) commit(ctx context.Context, ws []store.Write) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	if s.audit != nil {
+		if rec := s.audit(ws); rec != nil {
+			return s.st.CommitAudited(ctx, ws, []*store.AuditRecord{rec})
+		}
+	}
+	return s.st.Commit(ctx, ws)
 }
 
 // WriteCheck authorizes one write before it is committed: typ/prev is the
@@ -140,7 +166,7 @@ func (s *Service) create(ctx context.Context, typ, id string, r fhir.Resource) (
 	if err := s.checkRefs(ctx, p.refs, nil); err != nil {
 		return nil, err
 	}
-	if err := s.st.Commit(ctx, []store.Write{p.w}); err != nil {
+	if err := s.commit(ctx, []store.Write{p.w}); err != nil {
 		return nil, storeErr(err)
 	}
 	return &Outcome{Resource: &p.w.Resource, Created: true}, nil
@@ -179,7 +205,7 @@ func (s *Service) Update(ctx context.Context, typ, id string, r fhir.Resource, i
 		if err := s.checkRefs(ctx, p.refs, map[string]bool{typ + "/" + id: true}); err != nil {
 			return nil, err
 		}
-		err = s.st.Commit(ctx, []store.Write{p.w})
+		err = s.commit(ctx, []store.Write{p.w})
 		if errors.Is(err, store.ErrConflict) && ifMatch == 0 && attempt < 3 {
 			continue // a concurrent writer won: redo on the new current version
 		}
@@ -216,7 +242,7 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int) (*Out
 		if err := s.allowed(ctx, typ, cur, &w, []store.Write{w}); err != nil {
 			return nil, err
 		}
-		err = s.st.Commit(ctx, []store.Write{w})
+		err = s.commit(ctx, []store.Write{w})
 		if errors.Is(err, store.ErrConflict) && ifMatch == 0 && attempt < 3 {
 			continue
 		}

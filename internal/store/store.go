@@ -79,6 +79,9 @@ type Store interface {
 	// (or are deleted).
 	Missing(ctx context.Context, refs []string) ([]string, error)
 	Commit(ctx context.Context, ws []Write) error
+	// CommitAudited is Commit plus audit records appended in the same
+	// transaction.
+	CommitAudited(ctx context.Context, ws []Write, recs []*AuditRecord) error
 	// Load bulk-inserts new resources into an empty store (seeding): large
 	// transactions, no existence checks. progress counts resources, then the
 	// units of each later phase announced through phase (which may be nil).

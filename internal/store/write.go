@@ -21,6 +21,20 @@ func (s *SQL) Commit(ctx context.Context, ws []Write) error {
 	return s.enqueue(ctx, &commitReq{ws: ws, done: make(chan error, 1)})
 }
 
+// CommitAudited applies ws and appends their audit records in the same
+// transaction: the write and its entry are durable together, or neither.
+func (s *SQL) CommitAudited(ctx context.Context, ws []Write, recs []*AuditRecord) error {
+	if len(recs) == 0 {
+		return s.Commit(ctx, ws)
+	}
+	if s.auditFault != nil {
+		if err := s.auditFault(); err != nil {
+			return err
+		}
+	}
+	return s.enqueue(ctx, &commitReq{ws: ws, audit: recs, done: make(chan error, 1)})
+}
+
 // enqueue hands a request to the group-commit writer and waits for it.
 func (s *SQL) enqueue(ctx context.Context, req *commitReq) error {
 	select {
