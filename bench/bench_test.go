@@ -216,3 +216,64 @@ func TestTokenSourceLoginThenRefresh(t *testing.T) {
 		t.Fatalf("origin = %q", got)
 	}
 }
+
+func TestParseVerify(t *testing.T) {
+	n, cps, secs, err := parseVerify("intact: 123456 entries, 310 checkpoints verified (witness /x/store-sqlite-witness, latest witnessed size 123456) in 0.12s\n")
+	if err != nil || n != 123456 || cps != 310 || secs != 0.12 {
+		t.Fatalf("got %d %d %v %v", n, cps, secs, err)
+	}
+	if _, _, _, err := parseVerify("TAMPERED: first bad entry 17: hash mismatch\n"); err == nil || !strings.HasPrefix(err.Error(), "TAMPERED: first bad entry 17") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, _, _, err := parseVerify("something else\n"); err == nil {
+		t.Fatal("no error for output without an intact line")
+	}
+	v := &auditVerifyResult{backend: "sqlite", entries: 2_000_000, checkpoints: 3, secs: 1.6}
+	if got := v.line(); !strings.Contains(got, "2,000,000 entries in 1.60 s = 1,250,000 entries/s (goal >= 1,000,000/s)") || strings.Contains(got, "BELOW") {
+		t.Fatalf("line = %q", got)
+	}
+	v = &auditVerifyResult{backend: "sqlite", entries: 5000, secs: 0}
+	if got := v.line(); !strings.Contains(got, ">= 1,000,000 entries/s") {
+		t.Fatalf("line = %q", got)
+	}
+}
+
+func TestParseAppendBench(t *testing.T) {
+	out := `goos: linux
+goarch: amd64
+pkg: carnet/internal/audit
+cpu: AMD EPYC 7B13
+BenchmarkAppend-2   	  163840	     14203 ns/op	     70408 appends/s	    2104 B/op	      31 allocs/op
+PASS
+ok  	carnet/internal/audit	4.871s
+`
+	v, err := parseAppendBench(out)
+	if err != nil || v != 70408 {
+		t.Fatalf("got %v %v", v, err)
+	}
+	if v, err := parseAppendBench("BenchmarkAppend-2 \t 1000\t 1.5e+06 ns/op\t 6.667e+05 appends/s\n"); err != nil || v != 666700 {
+		t.Fatalf("got %v %v", v, err)
+	}
+	if _, err := parseAppendBench("FAIL\tcarnet/internal/audit [build failed]\n"); err == nil {
+		t.Fatal("no error without a metric")
+	}
+	b := &auditBenchResult{appends: 40000}
+	if got := b.line(); !strings.Contains(got, "40,000 appends/s (goal >= 50,000/s) BELOW GOAL") {
+		t.Fatalf("line = %q", got)
+	}
+}
+
+func TestReportAuditSection(t *testing.T) {
+	r := &report{auditOn: true}
+	r.authRows = []authRow{
+		{workload: "read", backend: "sqlite", conc: 8, mode: modeAuth, res: &loadgen.Result{Requests: 10, Throughput: 1234}},
+		{workload: "read", backend: "sqlite", conc: 8, mode: modeOpen, res: &loadgen.Result{Requests: 10, Throughput: 1500}},
+	}
+	r.auditVerify = []*auditVerifyResult{{backend: "sqlite", err: "TAMPERED: first bad entry 3: x"}}
+	md := r.markdown()
+	for _, want := range []string{"## Audit log", "audit verify (sqlite): ERROR: TAMPERED", "read 8 conn 1234 appends/s", "BenchmarkAppend: not run (-audit-bench=false)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("missing %q in\n%s", want, md)
+		}
+	}
+}

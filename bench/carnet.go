@@ -134,10 +134,15 @@ type store struct {
 	pg      *pgAdmin
 }
 
+// witness is the audit witness directory: DIR-witness beside the data
+// folder (carnet's default with --data; passed explicitly with --db, whose
+// default would be ./carnet-witness in the current folder).
+func (s store) witness() string { return filepath.Clean(s.dir) + "-witness" }
+
 // args select the store for carnet serve.
 func (s store) args() []string {
 	if s.backend == "postgres" {
-		return []string{"--db", s.pg.dbURL(s.db)}
+		return []string{"--db", s.pg.dbURL(s.db), "--witness", s.witness()}
 	}
 	return []string{"--data", s.dir}
 }
@@ -159,6 +164,9 @@ func (s store) prepare() error {
 	if err := os.RemoveAll(s.dir); err != nil {
 		return err
 	}
+	if err := os.RemoveAll(s.witness()); err != nil {
+		return err
+	}
 	if s.backend == "postgres" {
 		return s.pg.recreate(s.db)
 	}
@@ -177,6 +185,7 @@ func (s store) remove() {
 		s.pg.drop(s.db)
 	}
 	os.RemoveAll(s.dir)
+	os.RemoveAll(s.witness())
 }
 
 type seedResult struct {

@@ -2,8 +2,9 @@
 // each storage backend, measures read, search and create workloads at
 // several concurrencies against Carnet (on carnet serve --insecure-open) and
 // against a peer FHIR engine, compares physician-scoped workloads with and
-// without authentication on the same store, times a big load, and writes
-// bench/RESULTS.md.
+// without authentication on the same store, verifies the audit log those
+// requests wrote (carnet audit verify) and benchmarks its appends, times a
+// big load, and writes bench/RESULTS.md.
 //
 //	go run ./bench                                               # full run
 //	go run ./bench -patients 5000 -duration 3s -load-patients 0  # quick
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +48,7 @@ type options struct {
 	authWork     []authWorkload
 	authConc     []int
 	authReps     int
+	auditBench   bool
 	out          string
 	pg           string
 	pgDB         string
@@ -72,6 +75,7 @@ func main() {
 	flag.StringVar(&authWls, "auth-workloads", "read,search-family,create", "physician-scoped workloads run both open and with a bearer token, comma-separated (read, search-family, create); empty: no authentication comparison")
 	flag.StringVar(&authConc, "auth-conc", "", "concurrencies of the authentication comparison (default: those of -conc)")
 	flag.IntVar(&o.authReps, "auth-reps", 3, "runs of each mode per cell of the authentication comparison (the report gives medians)")
+	flag.BoolVar(&o.auditBench, "audit-bench", true, "also run go test ./internal/audit/ -bench BenchmarkAppend (appends/s of the audit log on SQLite; skipped with a note when go is missing, unless CI=true)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/RESULTS.md in the module)")
 	flag.StringVar(&o.pg, "pg", "postgres://postgres@127.0.0.1:5432", "PostgreSQL server for the postgres backend (no database in the URL)")
 	flag.StringVar(&o.pgDB, "pg-db", "carnet_bench", "PostgreSQL database the harness drops and recreates")
@@ -229,6 +233,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("bench: work folder %s\n", h.work)
 
 	h.rep = &report{machine: machineInfo(root), command: commandLine(), authOn: len(o.authWork) > 0}
+	h.rep.auditOn = o.auditBench || (h.rep.authOn && slices.Contains(o.backends, "sqlite"))
 	h.rep.config = [][2]string{
 		{"patients seeded for the workloads", thousands(int64(o.patients))},
 		{"measured time per cell", fmt.Sprintf("%v after %v warm-up", o.duration, o.warmup)},
@@ -287,6 +292,12 @@ func run(ctx context.Context, o options) error {
 			h.fail(fmt.Sprintf("%s: %s", b, shortErr(err)))
 		}
 		h.save()
+	}
+
+	if o.auditBench {
+		if err := h.auditBench(ctx); err != nil {
+			return err
+		}
 	}
 
 	if o.peer {
@@ -396,10 +407,15 @@ func (h *harness) carnetBackend(ctx context.Context, st store) error {
 	if len(h.o.authWork) == 0 {
 		return nil
 	}
-	if err := h.authCompare(ctx, st); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	err = h.authCompare(ctx, st)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// authCompare stopped its last server: the store is free to verify.
+	if st.backend == "sqlite" {
+		h.auditVerify(ctx, st)
+	}
+	if err != nil {
 		return fmt.Errorf("authentication comparison: %w", err)
 	}
 	return nil

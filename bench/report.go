@@ -27,8 +27,13 @@ type report struct {
 	rows     []row
 	authRows []authRow
 	authOn   bool // the authentication comparison was asked for
-	seeds    []seedResult
-	notes    []string
+	auditOn  bool // the audit log section is wanted
+	// auditVerify: carnet audit verify after the authentication comparison;
+	// auditBench: BenchmarkAppend (nil: not run).
+	auditVerify []*auditVerifyResult
+	auditBench  *auditBenchResult
+	seeds       []seedResult
+	notes       []string
 }
 
 var backendOrder = map[string]int{"sqlite": 0, "postgres": 1, "peer": 2}
@@ -255,6 +260,10 @@ func (r *report) markdown() string {
 	if r.authOn || len(r.authRows) > 0 {
 		b.WriteString("\n## Authentication cost\n\n")
 		b.WriteString(r.authMarkdown())
+	}
+	if r.auditOn || len(r.auditVerify) > 0 || r.auditBench != nil {
+		b.WriteString("\n## Audit log\n\n")
+		b.WriteString(r.auditMarkdown())
 	}
 	b.WriteString("\n## Loading\n\n")
 	b.WriteString("Wall time of `carnet seed` into an empty store (bench: the store the workloads ran on; load: the big load), and the store's size on disk afterwards (SQLite: all files in the data folder; PostgreSQL: pg_database_size). The peer row is its HTTP seed (POSTs, 8 connections).\n\n")
