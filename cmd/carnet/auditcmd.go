@@ -14,15 +14,29 @@ import (
 	"carnet/internal/incident"
 )
 
-func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "Usage: carnet audit verify [--data DIR | --db URL] [--witness DIR]")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return errUsage
+// subcommand checks that args name the command's one subcommand, and
+// prints its usage otherwise.
+func subcommand(args []string, cmd, sub, synopsis string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == sub {
+		return nil
 	}
-	fs := flags("audit verify", "[--data DIR | --db URL] [--witness DIR]", stderr)
+	fmt.Fprintf(stderr, "Usage: carnet %s %s %s\n", cmd, sub, synopsis)
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		return flag.ErrHelp
+	}
+	return errUsage
+}
+
+const (
+	verifySynopsis = "[--data DIR | --db URL] [--witness DIR]"
+	scopeSynopsis  = "(--account U | --session S | --client ADDR) [--since T] [--until T] [--format csv|json|md] [--notify DIR]"
+)
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if err := subcommand(args, "audit", "verify", verifySynopsis, stderr); err != nil {
+		return err
+	}
+	fs := flags("audit verify", verifySynopsis, stderr)
 	var sf storeFlags
 	sf.register(fs, "./carnet-data")
 	if err := parse(fs, args[1:]); err != nil {
@@ -64,14 +78,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 var errTampered = fmt.Errorf("the audit log does not verify")
 
 func runIncident(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "scope" {
-		fmt.Fprintln(stderr, "Usage: carnet incident scope (--account U | --session S | --client ADDR) [--since T] [--until T] [--format csv|json|md] [--notify DIR]")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return errUsage
+	if err := subcommand(args, "incident", "scope", scopeSynopsis, stderr); err != nil {
+		return err
 	}
-	fs := flags("incident scope", "(--account U | --session S | --client ADDR) [--since T] [--until T] [--format csv|json|md] [--notify DIR]", stderr)
+	fs := flags("incident scope", scopeSynopsis, stderr)
 	var sf storeFlags
 	sf.register(fs, "./carnet-data")
 	account := fs.String("account", "", "username or account id")

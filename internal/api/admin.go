@@ -149,6 +149,19 @@ func (s *Server) managedAccount(r *http.Request, username string) (*store.Accoun
 	return a, err
 }
 
+// otherAccount loads an account the caller manages and that is not the
+// caller's own (selfMsg says why not).
+func (s *Server) otherAccount(r *http.Request, username, selfMsg string) (*store.Account, error) {
+	a, err := s.managedAccount(r, username)
+	if err != nil {
+		return nil, err
+	}
+	if a.ID == principal(r).AccountID {
+		return nil, policy.Forbidden("%s", selfMsg)
+	}
+	return a, nil
+}
+
 func (s *Server) showAccount(w http.ResponseWriter, r *http.Request) {
 	a, err := s.managedAccount(r, r.PathValue("username"))
 	if err != nil {
@@ -235,16 +248,12 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) setStatus(status string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.managedAccount(r, r.PathValue("username"))
+		a, err := s.otherAccount(r, r.PathValue("username"), "you cannot change the status of your own account")
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		p := principal(r)
-		if a.ID == p.AccountID {
-			s.fail(w, r, policy.Forbidden("you cannot change the status of your own account"))
-			return
-		}
 		officer := p.HasRole(policy.SecurityOfficer)
 		if a.Status == store.StatusSuspended && !officer {
 			s.fail(w, r, policy.Forbidden("a suspended account is reviewed by the security officer, who alone changes its status"))
@@ -266,13 +275,9 @@ func (s *Server) setStatus(status string) http.HandlerFunc {
 }
 
 func (s *Server) resetMFA(w http.ResponseWriter, r *http.Request) {
-	a, err := s.managedAccount(r, r.PathValue("username"))
+	a, err := s.otherAccount(r, r.PathValue("username"), "another administrator must reset your own authenticator")
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	if a.ID == principal(r).AccountID {
-		s.fail(w, r, policy.Forbidden("another administrator must reset your own authenticator"))
 		return
 	}
 	auditAs(r, "", a.Username)
@@ -361,16 +366,12 @@ func (s *Server) requestRole(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fhir.Invalid("role", "unknown role %q (one of %s)", clip(in.Role), strings.Join(policy.Roles, ", ")))
 		return
 	}
-	a, err := s.managedAccount(r, in.Username)
+	a, err := s.otherAccount(r, in.Username, "you cannot change your own roles")
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	p := principal(r)
-	if a.ID == p.AccountID {
-		s.fail(w, r, policy.Forbidden("you cannot change your own roles"))
-		return
-	}
 	if in.Role == policy.GroupAdmin && !p.HasRole(policy.GroupAdmin) {
 		s.fail(w, r, policy.Forbidden("only a group administrator may grant or revoke group-admin"))
 		return
