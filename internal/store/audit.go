@@ -1,10 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -58,28 +62,119 @@ func (s *SQL) appendAudit(tx wtx, batch []*commitReq) error {
 		return fmt.Errorf("store: audit: %w", err)
 	}
 	rows := make([][]any, 0, n)
-	var prows [][]any
+	var ps []string
 	for _, r := range batch {
 		for _, a := range r.audit {
 			a.Index = next
 			next++
-			rows = append(rows, []any{a.Index, micros(a.At), a.Account, a.Action, a.Client, a.Session, a.Entry})
-			seen := map[string]bool{}
+			ps = ps[:0]
 			for _, p := range a.Patients {
-				if p != "" && !seen[p] {
-					seen[p] = true
-					prows = append(prows, []any{p, a.Index})
+				if p != "" && !slices.Contains(ps, p) {
+					ps = append(ps, p)
 				}
 			}
+			rows = append(rows, []any{a.Index, micros(a.At), a.Account, a.Action, a.Client, a.Session, strings.Join(ps, " "), a.Entry})
 		}
 	}
-	if err := s.insertRows(tx, "audit_log", "idx, at, account, action, client, session, entry", rows); err != nil {
-		return fmt.Errorf("store: audit: %w", err)
-	}
-	if err := s.insertRows(tx, "audit_patient", "patient, idx", prows); err != nil {
+	if err := s.insertRows(tx, "audit_log", "idx, at, account, action, client, session, patients, entry", rows); err != nil {
 		return fmt.Errorf("store: audit: %w", err)
 	}
 	return nil
+}
+
+// Search keys of the audit log (audit_key.k): a kind letter, a space, the
+// value. Client addresses and sessions are filtered on the log's columns,
+// within the time window an incident gives: keying them too would double
+// the cost of keys for searches that are rare and bounded in time.
+const (
+	keyPatient = "p "
+	keyAccount = "a "
+)
+
+// auditKeyEvery is how often the writer keys new audit entries.
+const auditKeyEvery = time.Second
+
+// auditKeyChunk is how many entries one IndexAudit transaction keys.
+const auditKeyChunk = 5_000
+
+// IndexAudit derives the search keys (patients, account)
+// of the entries appended since the last call, in sorted batches: appends
+// only write at the end of B-trees, and a batch of keys shares leaf pages.
+// The writer does it every second; FindAudit does it first, so searches
+// see every entry.
+func (s *SQL) IndexAudit(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.wmu.Lock()
+		more, err := s.indexAuditChunk(auditKeyChunk)
+		s.wmu.Unlock()
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// indexAuditChunk keys up to max entries; more says whether entries are
+// left. Call with wmu held.
+func (s *SQL) indexAuditChunk(max int) (more bool, err error) {
+	err = s.inTx(func(tx wtx) error {
+		var upto, end int64
+		if err := tx.QueryRow(`SELECT upto FROM audit_keyed WHERE id = 1` + s.d.ForUpdate).Scan(&upto); err != nil {
+			return fmt.Errorf("store: audit keys: %w", err)
+		}
+		if err := tx.QueryRow(`SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log`).Scan(&end); err != nil {
+			return fmt.Errorf("store: audit keys: %w", err)
+		}
+		if end <= upto {
+			return nil
+		}
+		to := min(end, upto+int64(max))
+		more = to < end
+		rows, err := tx.Query(`SELECT idx, account, patients FROM audit_log WHERE idx >= ? AND idx < ?`, upto, to)
+		if err != nil {
+			return fmt.Errorf("store: audit keys: %w", err)
+		}
+		var keys [][]any
+		for rows.Next() {
+			var idx int64
+			var account, patients string
+			if err := rows.Scan(&idx, &account, &patients); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: audit keys: %w", err)
+			}
+			for _, p := range strings.Fields(patients) {
+				keys = append(keys, []any{keyPatient + p, idx})
+			}
+			if account != "" {
+				keys = append(keys, []any{keyAccount + account, idx})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: audit keys: %w", err)
+		}
+		slices.SortFunc(keys, func(a, b []any) int {
+			if c := strings.Compare(a[0].(string), b[0].(string)); c != 0 {
+				return c
+			}
+			return cmp.Compare(a[1].(int64), b[1].(int64))
+		})
+		if s.d.JSONEach {
+			b, err := json.Marshal(keys)
+			if err != nil {
+				return err
+			}
+			if err := tx.Exec(`INSERT INTO audit_key (k, idx) SELECT value->>0, value->>1 FROM json_each(?)`, string(b)); err != nil {
+				return fmt.Errorf("store: audit keys: %w", err)
+			}
+		} else if err := s.insertRows(tx, "audit_key", "k, idx", keys); err != nil {
+			return fmt.Errorf("store: audit keys: %w", err)
+		}
+		return tx.Exec(`UPDATE audit_keyed SET upto = ? WHERE id = 1`, to)
+	})
+	return more, err
 }
 
 // AuditSize is the number of entries in the log.
@@ -125,15 +220,29 @@ type AuditFilter struct {
 
 // FindAudit returns the entries matching f, oldest first.
 func (s *SQL) FindAudit(ctx context.Context, f AuditFilter) ([]AuditRow, error) {
+	if err := s.IndexAudit(ctx); err != nil {
+		return nil, err
+	}
 	q := `SELECT l.idx, l.entry FROM audit_log l`
 	var conds []string
 	var args []any
-	if f.Patient != "" {
-		q += ` JOIN audit_patient p ON p.idx = l.idx`
-		conds = append(conds, `p.patient = ?`)
-		args = append(args, f.Patient)
+	// The patient or else the account drives the search through audit_key;
+	// the other fields are checked on the entry's columns.
+	switch {
+	case f.Patient != "":
+		q += ` JOIN audit_key k ON k.idx = l.idx`
+		conds = append(conds, `k.k = ?`)
+		args = append(args, keyPatient+f.Patient)
+		if f.Account != "" {
+			conds = append(conds, `l.account = ?`)
+			args = append(args, f.Account)
+		}
+	case f.Account != "":
+		q += ` JOIN audit_key k ON k.idx = l.idx`
+		conds = append(conds, `k.k = ?`)
+		args = append(args, keyAccount+f.Account)
 	}
-	for _, c := range []struct{ col, v string }{{"l.account", f.Account}, {"l.client", f.Client}, {"l.session", f.Session}, {"l.action", f.Action}} {
+	for _, c := range []struct{ col, v string }{{"l.client", f.Client}, {"l.session", f.Session}, {"l.action", f.Action}} {
 		if c.v != "" {
 			conds = append(conds, c.col+` = ?`)
 			args = append(args, c.v)

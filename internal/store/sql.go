@@ -43,6 +43,16 @@ type Dialect struct {
 	// BulkStart and BulkEnd run on the writer around a bulk load (SQLite:
 	// synchronous off, then a full checkpoint and synchronous back on).
 	BulkStart, BulkEnd []string
+	// RowInserts: insertRows runs one prepared single-row INSERT per row
+	// (SQLite: a statement is a function call, and a multi-row INSERT
+	// inside a transaction needs a statement journal, which costs more
+	// than the rows). Otherwise multi-row INSERTs (PostgreSQL: one round
+	// trip per 100 rows).
+	RowInserts bool
+	// JSONEach: rows of text and integers can be inserted as one JSON
+	// array parameter through json_each (SQLite: one statement and one
+	// call for thousands of rows).
+	JSONEach bool
 }
 
 // SQL is the Store shared by the SQL back ends. Reads use rdb; writes go

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"carnet/internal/fhir"
 )
@@ -52,18 +53,38 @@ func (s *SQL) enqueue(ctx context.Context, req *commitReq) error {
 func (s *SQL) writer() {
 	defer s.wg.Done()
 	batch := make([]*commitReq, 0, maxBatch)
+	keys := time.NewTicker(auditKeyEvery)
+	defer keys.Stop()
+	keying := false // audit entries wait for their search keys
 	for {
+		if keying {
+			// One chunk, then at most one batch of requests, until the
+			// keys have caught up: neither starves the other. An error is
+			// retried on the next tick, and FindAudit reports it.
+			s.wmu.Lock()
+			more, err := s.indexAuditChunk(auditKeyChunk)
+			s.wmu.Unlock()
+			keying = more && err == nil
+		}
 		var first *commitReq
-		select {
-		case first = <-s.queue:
-		case <-s.stop:
-			for { // drain what is queued, then stop
-				select {
-				case r := <-s.queue:
-					s.commitBatch([]*commitReq{r})
-				default:
-					return
-				}
+		if keying {
+			select {
+			case first = <-s.queue:
+			case <-s.stop:
+				s.drain()
+				return
+			default:
+				continue
+			}
+		} else {
+			select {
+			case <-keys.C:
+				keying = true
+				continue
+			case first = <-s.queue:
+			case <-s.stop:
+				s.drain()
+				return
 			}
 		}
 		batch = append(batch[:0], first)
@@ -77,6 +98,18 @@ func (s *SQL) writer() {
 			}
 		}
 		s.commitBatch(batch)
+	}
+}
+
+// drain commits what is queued when the store closes.
+func (s *SQL) drain() {
+	for {
+		select {
+		case r := <-s.queue:
+			s.commitBatch([]*commitReq{r})
+		default:
+			return
+		}
 	}
 }
 
@@ -459,6 +492,18 @@ const rowsPerInsert = 100
 
 // insertRows writes rows with multi-row INSERTs of up to rowsPerInsert rows.
 func (s *SQL) insertRows(tx wtx, table, cols string, rows [][]any) error {
+	if s.d.RowInserts && len(rows) > 0 {
+		st, err := tx.prep("INSERT INTO " + table + " (" + cols + ") VALUES (" + placeholders(len(rows[0])) + ")")
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if _, err := st.Exec(r...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for len(rows) > 0 {
 		n := min(len(rows), rowsPerInsert)
 		chunk := rows[:n]
@@ -780,4 +825,20 @@ func (s *SQL) insertResources(tx wtx, ws []Write) ([]int64, error) {
 		}
 	}
 	return pks, nil
+}
+
+// WriterSetting runs a read-only statement (such as a PRAGMA) on the
+// writer's connection, where the settings that make commits durable are,
+// and scans its row into dest. For checks of those settings.
+func (s *SQL) WriterSetting(ctx context.Context, query string, dest ...any) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.wconn == nil {
+		c, err := s.wdb.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("store: writer connection: %w", err)
+		}
+		s.wconn, s.wst = c, map[string]*sql.Stmt{}
+	}
+	return s.wconn.QueryRowContext(ctx, query).Scan(dest...)
 }

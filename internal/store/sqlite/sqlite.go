@@ -36,13 +36,65 @@ func Path(dir string) string { return filepath.Join(dir, FileName) }
 func AuditPath(dir string) string { return filepath.Join(dir, "audit.db") }
 
 // auditSchema creates the audit log's tables in the attached database (the
-// same tables as the PostgreSQL migration 003).
-var auditSchema = []string{
-	`CREATE TABLE IF NOT EXISTS audit.audit_log (idx INTEGER PRIMARY KEY, at INTEGER NOT NULL, account TEXT NOT NULL, action TEXT NOT NULL, client TEXT NOT NULL, session TEXT NOT NULL, entry BLOB NOT NULL)`,
-	`CREATE INDEX IF NOT EXISTS audit.audit_log_account ON audit_log (account, at)`,
-	`CREATE INDEX IF NOT EXISTS audit.audit_log_at ON audit_log (at)`,
-	`CREATE TABLE IF NOT EXISTS audit.audit_patient (patient TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (patient, idx)) WITHOUT ROWID`,
-	`CREATE TABLE IF NOT EXISTS audit.audit_checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created INTEGER NOT NULL)`,
+// same tables as the PostgreSQL migrations 003 and 004), in steps numbered
+// by the audit database's user_version.
+var auditSchema = [][]string{
+	{ // 1: the log
+		`CREATE TABLE IF NOT EXISTS audit.audit_log (idx INTEGER PRIMARY KEY, at INTEGER NOT NULL, account TEXT NOT NULL, action TEXT NOT NULL, client TEXT NOT NULL, session TEXT NOT NULL, entry BLOB NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS audit.audit_log_account ON audit_log (account, at)`,
+		`CREATE INDEX IF NOT EXISTS audit.audit_log_at ON audit_log (at)`,
+		`CREATE TABLE IF NOT EXISTS audit.audit_patient (patient TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (patient, idx)) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS audit.audit_checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created INTEGER NOT NULL)`,
+	},
+	{ // 2: search keys derived after the append (see store.IndexAudit)
+		`ALTER TABLE audit.audit_log ADD COLUMN patients TEXT NOT NULL DEFAULT ''`,
+		`DROP INDEX audit.audit_log_account`,
+		`CREATE TABLE audit.audit_key (k TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (k, idx)) WITHOUT ROWID`,
+		`INSERT OR IGNORE INTO audit.audit_key SELECT 'p ' || patient, idx FROM audit.audit_patient`,
+		`INSERT OR IGNORE INTO audit.audit_key SELECT 'a ' || account, idx FROM audit.audit_log WHERE account <> ''`,
+		`DROP TABLE audit.audit_patient`,
+		`CREATE TABLE audit.audit_keyed (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL)`,
+		`INSERT INTO audit.audit_keyed SELECT 1, COALESCE(MAX(idx) + 1, 0) FROM audit.audit_log`,
+	},
+}
+
+// migrateAudit brings the attached audit database to the last step of
+// auditSchema, one transaction per step.
+func migrateAudit(ctx context.Context, db *sql.DB) error {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var v int
+	if err := c.QueryRowContext(ctx, `PRAGMA audit.user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v == 0 {
+		// Logs made before the steps were numbered have step 1's tables.
+		var n int
+		if err := c.QueryRowContext(ctx, `SELECT count(*) FROM audit.sqlite_master WHERE name = 'audit_patient'`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			v = 1
+		}
+	}
+	for ; v < len(auditSchema); v++ {
+		if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		for _, stmt := range append(auditSchema[v], fmt.Sprintf("PRAGMA audit.user_version = %d", v+1)) {
+			if _, err := c.ExecContext(ctx, stmt); err != nil {
+				c.ExecContext(ctx, "ROLLBACK")
+				return fmt.Errorf("step %d: %w", v+1, err)
+			}
+		}
+		if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type connector struct {
@@ -91,7 +143,7 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	attach := "ATTACH DATABASE '" + strings.ReplaceAll(AuditPath(dir), "'", "''") + "' AS audit"
 	// page_size applies to a new database only, and before WAL is on.
 	wdb := open(path, wp, "PRAGMA page_size = 8192", "PRAGMA journal_mode = WAL", "PRAGMA cache_size = -524288", "PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 10000",
-		attach, "PRAGMA audit.journal_mode = WAL")
+		attach, "PRAGMA audit.journal_mode = WAL", "PRAGMA audit.synchronous = FULL", "PRAGMA audit.cache_size = -131072")
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
@@ -103,11 +155,9 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 		wdb.Close()
 		return fail(fmt.Errorf("sqlite: %w", err))
 	}
-	for _, stmt := range auditSchema {
-		if _, err := wdb.ExecContext(ctx, stmt); err != nil {
-			wdb.Close()
-			return fail(fmt.Errorf("sqlite: audit schema: %w", err))
-		}
+	if err := migrateAudit(ctx, wdb); err != nil {
+		wdb.Close()
+		return fail(fmt.Errorf("sqlite: audit schema: %w", err))
 	}
 	rp := url.Values{"_query_only": {"1"}}
 	for k, v := range common {
@@ -119,8 +169,8 @@ func Open(ctx context.Context, dir string) (*store.SQL, error) {
 	rdb.SetMaxIdleConns(n)
 	rdb.SetConnMaxLifetime(0)
 	d := store.Dialect{Name: "sqlite", IsUnique: isUnique, Begin: "BEGIN IMMEDIATE", StatementAtomic: true,
-		CacheBytes: 128 << 20,
-		Unindexed:  func(col string) string { return "+" + col },
+		CacheBytes: 128 << 20, RowInserts: true, JSONEach: true,
+		Unindexed: func(col string) string { return "+" + col },
 		// A bulk load is made durable once, at its end: checkpoint the WAL
 		// into the database file (fsync'd) before synchronous goes back on.
 		BulkStart: []string{"PRAGMA synchronous = OFF", "PRAGMA cache_size = -2097152"},
