@@ -42,6 +42,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
+	sf.noKeys = true // the log holds ids only: verifying it needs no key
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err
@@ -115,6 +116,9 @@ func runIncident(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *format != "csv" && *format != "json" && *format != "md" {
 		return fmt.Errorf("--format must be csv, json or md")
 	}
+	// Patients' names and contacts (--notify) need the keys; the scope
+	// itself comes from the log alone.
+	sf.noKeys = *notify == ""
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err

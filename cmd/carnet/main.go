@@ -28,6 +28,7 @@ func commands() []command {
 		{"seed", "load a synthetic group into an empty store and exit", runSeed},
 		{"import", "load FHIR Bundle (JSON) or NDJSON files into a store", runImport},
 		{"user", "manage staff accounts: add, list, show, disable, enable, reset-mfa, grant, revoke", runUser},
+		{"keys", "encryption keys: keys init, status, rotate, reseal", runKeys},
 		{"audit", "verify the audit log against its signed checkpoints and witness: audit verify", runAudit},
 		{"incident", "who was disclosed to an account, session or address: incident scope", runIncident},
 		{"otp", "print the current one-time code of a TOTP secret (demo users, scripts)", runOTP},

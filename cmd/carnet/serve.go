@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -23,20 +24,28 @@ import (
 	"carnet/internal/load"
 	"carnet/internal/policy"
 	"carnet/internal/record"
+	"carnet/internal/seal"
 	"carnet/internal/store"
 	"carnet/internal/store/postgres"
 	"carnet/internal/store/sqlite"
 	"carnet/internal/synth"
 )
 
-// storeFlags are the flags that choose a store.
+// storeFlags are the flags that choose a store and its keys.
 type storeFlags struct {
 	data, db, witness string
+	keyFile           string
+	clear             bool // --insecure-clear: benchmark baseline, no sealing
+	createKey         bool // demo, seed, import: make the key file for a new store
+	noKeys            bool // audit verify: the log needs no keys
+	kr                *seal.Keyring
+	stderr            io.Writer // where a new key file is announced
 }
 
 func (sf *storeFlags) register(fs *flag.FlagSet, defData string) {
 	fs.StringVar(&sf.data, "data", defData, "data directory of the embedded SQLite store")
 	fs.StringVar(&sf.db, "db", os.Getenv("CARNET_DB"), "PostgreSQL URL (postgres://...); overrides --data (env CARNET_DB)")
+	fs.StringVar(&sf.keyFile, "key-file", os.Getenv("CARNET_KEY_FILE"), "key-encryption key file, outside the data directory (default: DATA.key beside the data directory, ./carnet.key with --db; env CARNET_KEY_FILE); made by 'carnet keys init', or by demo/seed/import for a new store")
 	fs.StringVar(&sf.witness, "witness", os.Getenv("CARNET_WITNESS"), "audit witness directory, outside the database: signing key, checkpoints, leaf hashes (default: DATA-witness beside the data directory, ./carnet-witness with --db; env CARNET_WITNESS). With several instances on one PostgreSQL database, exactly one checkpoints: give the others --witness none")
 }
 
@@ -51,7 +60,18 @@ func (sf *storeFlags) witnessDir() string {
 	return "carnet-witness"
 }
 
-func (sf *storeFlags) open(ctx context.Context) (*store.SQL, error) {
+// keyPath is the key file.
+func (sf *storeFlags) keyPath() string {
+	if sf.keyFile != "" {
+		return sf.keyFile
+	}
+	if sf.data != "" && sf.db == "" {
+		return filepath.Clean(sf.data) + ".key"
+	}
+	return "carnet.key"
+}
+
+func (sf *storeFlags) openRaw(ctx context.Context) (*store.SQL, error) {
 	if sf.db != "" {
 		return postgres.Open(ctx, sf.db)
 	}
@@ -59,6 +79,61 @@ func (sf *storeFlags) open(ctx context.Context) (*store.SQL, error) {
 		return nil, fmt.Errorf("give --data DIR or --db postgres://...")
 	}
 	return sqlite.Open(ctx, sf.data)
+}
+
+// open opens the store with its keys: a sealed store needs the key file it
+// was sealed with; a new store gets one when createKey is set.
+func (sf *storeFlags) open(ctx context.Context) (*store.SQL, error) {
+	st, err := sf.openRaw(ctx)
+	if err != nil || sf.noKeys {
+		return st, err
+	}
+	if err := sf.unseal(ctx, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (sf *storeFlags) unseal(ctx context.Context, st *store.SQL) error {
+	sealed, err := st.Sealed(ctx)
+	if err != nil {
+		return err
+	}
+	stats, err := st.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	if sf.clear {
+		if sealed {
+			return fmt.Errorf("the store in %s is sealed: --insecure-clear is only for a store created in clear", sf.describe())
+		}
+		return nil
+	}
+	if !sealed && len(stats) > 0 {
+		return fmt.Errorf("the store in %s holds resources in clear (made with --insecure-clear, or by a Carnet without encryption at rest): serve it with --insecure-clear, or make a new one", sf.describe())
+	}
+	path := sf.keyPath()
+	kek, err := seal.LoadKeyFile(path)
+	if errors.Is(err, seal.ErrNoKeyFile) && !sealed && sf.createKey {
+		if kek, err = seal.InitKeyFile(path); err == nil {
+			fmt.Fprintf(cmp.Or[io.Writer](sf.stderr, io.Discard), "created the key-encryption key %s (keep it outside the data and its backups: without it the data cannot be read)\n", path)
+		}
+	}
+	if errors.Is(err, seal.ErrNoKeyFile) && sealed {
+		return fmt.Errorf("the store in %s is sealed and needs the key file it was sealed with: there is none at %s (give --key-file or CARNET_KEY_FILE)", sf.describe(), path)
+	}
+	if err != nil {
+		return err
+	}
+	kr, err := seal.Open(ctx, st, kek)
+	if err != nil {
+		return fmt.Errorf("%w (key file %s)", err, path)
+	}
+	kr.ReloadWith(func() (seal.KEK, error) { return seal.LoadKeyFile(path) })
+	st.UseSealer(kr)
+	sf.kr = kr
+	return nil
 }
 
 func (sf *storeFlags) describe() string {
@@ -75,6 +150,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	var so serveOptions
 	so.register(fs)
+	fs.BoolVar(&sf.clear, "insecure-clear", false, "benchmark baseline only: serve a store made with 'seed --insecure-clear' (resources in clear)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -183,9 +259,20 @@ func (f *seedFlags) register(fs *flag.FlagSet, defPatients int) {
 	fs.Int64Var(&f.seed, "seed", 1, "random seed: the same seed gives the same group")
 }
 
-func seedStore(ctx context.Context, st store.Store, f seedFlags, stderr io.Writer) (*load.SyntheticResult, error) {
+func seedStore(ctx context.Context, st store.Store, kr *seal.Keyring, f seedFlags, stderr io.Writer) (*load.SyntheticResult, error) {
 	if f.patients < 0 {
 		return nil, fmt.Errorf("--patients must be >= 0")
+	}
+	if kr != nil {
+		// A data key per facility, made before the load (which holds the
+		// writer and seals with the group key where a facility has none).
+		var ids []string
+		for _, fac := range synth.New(synth.Config{Seed: f.seed, Patients: f.patients}).Facilities {
+			ids = append(ids, fac.ID)
+		}
+		if err := kr.Ensure(ctx, ids...); err != nil {
+			return nil, err
+		}
 	}
 	newBar := func(total int, what, unit string) *progressbar.ProgressBar {
 		return progressbar.NewOptions(total,
@@ -220,9 +307,11 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var f seedFlags
 	f.register(fs, 5000)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load to this file")
+	fs.BoolVar(&sf.clear, "insecure-clear", false, "benchmark baseline only: keep the resources in clear (no key file, no sealing)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	sf.createKey, sf.stderr = true, stderr
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err
@@ -239,7 +328,7 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := seedStore(ctx, st, f, stderr)
+	res, err := seedStore(ctx, st, sf.kr, f, stderr)
 	if err != nil {
 		return err
 	}
@@ -269,6 +358,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	sf.createKey, sf.stderr = true, stderr
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err
@@ -280,7 +370,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if len(stats) == 0 {
 		fmt.Fprintf(stderr, "creating a synthetic demo group of %d patients in %s\n", f.patients, sf.describe())
-		res, err := seedStore(ctx, st, f, stderr)
+		res, err := seedStore(ctx, st, sf.kr, f, stderr)
 		if err != nil {
 			return err
 		}
@@ -313,6 +403,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return errUsage
 	}
+	sf.createKey, sf.stderr = true, stderr
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err

@@ -195,6 +195,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
+	sf.noKeys = true // accounts are not patient data: no key needed
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err

@@ -82,6 +82,17 @@ func indexCond(f *fhir.Filter) (table, cond string, args []any) {
 			case "contains":
 				ors = append(ors, `x.v LIKE ? ESCAPE '\'`)
 				args = append(args, "%"+likeEscape(v.S)+"%")
+			case modAllOf:
+				// Blind trigrams: the first on the row, the others on rows
+				// of the same resource and parameter.
+				hs := strings.Fields(v.S)
+				c := "(x.v = ?"
+				args = append(args, hs[0])
+				for _, h := range hs[1:] {
+					c += " AND x.pk IN (SELECT y.pk FROM idx_str y WHERE y.p = x.p AND y.v = ?)"
+					args = append(args, h)
+				}
+				ors = append(ors, c+")")
 			default:
 				ors = append(ors, "(x.v >= ? AND x.v < ?)")
 				args = append(args, v.S, prefixEnd(v.S))
@@ -256,6 +267,18 @@ func orderBy(q *fhir.Query) (string, []any) {
 // Search runs a query: total, one page of matches and the included
 // resources, all within sc (nil: unrestricted).
 func (s *SQL) Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, error) {
+	q, err := s.blindQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	if s.sealer != nil && sortsOnString(q) && !q.SummaryCount && q.Count > 0 {
+		return s.searchSortedInMemory(ctx, q, sc)
+	}
+	return s.search(ctx, q, sc)
+}
+
+// search runs a query whose values are already blind.
+func (s *SQL) search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, error) {
 	cond, args, err := where(q)
 	if err != nil {
 		return nil, err
@@ -311,6 +334,10 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, erro
 			r.Patient = *patient
 		}
 		r.Updated = fromMicros(upd)
+		if r.Data, err = s.openData(r.Type, r.ID, r.Version, r.Data); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: search: %w", err)
+		}
 		page.Matches = append(page.Matches, r)
 	}
 	rows.Close()
@@ -492,6 +519,10 @@ func (s *SQL) fetch(ctx context.Context, cond string, args []any, limit int) ([]
 			r.Patient = *patient
 		}
 		r.Updated = fromMicros(upd)
+		var err error
+		if r.Data, err = s.openData(r.Type, r.ID, r.Version, r.Data); err != nil {
+			return nil, fmt.Errorf("store: fetch: %w", err)
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()

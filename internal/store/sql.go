@@ -75,6 +75,7 @@ type SQL struct {
 	reach    *reachCache // reach answers; only for a single-process store
 
 	auditFault func() error // test fault injection for AppendAudit
+	sealer     Sealer       // nil: resources in clear
 
 	// The writer: one dedicated connection with its prepared statements,
 	// used by the group-commit loop and by Load (wmu serialises them).
@@ -262,6 +263,9 @@ func (s *SQL) Read(ctx context.Context, typ, id string) (*Resource, error) {
 		return nil, fmt.Errorf("store: read: %w", err)
 	}
 	r.Updated, r.Deleted, r.Patient = fromMicros(upd), del != 0, patient.String
+	if r.Data, err = s.openData(typ, id, r.Version, r.Data); err != nil {
+		return nil, fmt.Errorf("store: read: %w", err)
+	}
 	s.cache.putRead(r, since)
 	return r, nil
 }
@@ -287,6 +291,9 @@ func (s *SQL) ReadVersion(ctx context.Context, typ, id string, version int) (*Re
 		return nil, fmt.Errorf("store: vread: %w", err)
 	}
 	r.Updated, r.Deleted = fromMicros(upd), del != 0
+	if r.Data, err = s.openData(typ, id, version, r.Data); err != nil {
+		return nil, fmt.Errorf("store: vread: %w", err)
+	}
 	return r, nil
 }
 
@@ -314,6 +321,9 @@ func (s *SQL) History(ctx context.Context, typ, id string, limit int) ([]*Resour
 			return nil, fmt.Errorf("store: history: %w", err)
 		}
 		r.Updated, r.Deleted = fromMicros(upd), del != 0
+		if r.Data, err = s.openData(typ, id, r.Version, r.Data); err != nil {
+			return nil, fmt.Errorf("store: history: %w", err)
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()

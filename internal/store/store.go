@@ -47,6 +47,8 @@ type Write struct {
 	Index []fhir.IndexEntry
 	// Links are the care relationships the resource states (fhir.CareLinks).
 	Links []fhir.CareLink
+	// stored is the sealed resource (with a Sealer), set by sealWrites.
+	stored []byte
 }
 
 // Page is one page of search results.

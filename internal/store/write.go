@@ -19,6 +19,9 @@ func (s *SQL) Commit(ctx context.Context, ws []Write) error {
 	if len(ws) == 0 {
 		return nil
 	}
+	if err := s.sealWrites(ctx, ws); err != nil {
+		return err
+	}
 	return s.enqueue(ctx, &commitReq{ws: ws, done: make(chan error, 1)})
 }
 
@@ -32,6 +35,9 @@ func (s *SQL) CommitAudited(ctx context.Context, ws []Write, recs []*AuditRecord
 		if err := s.auditFault(); err != nil {
 			return err
 		}
+	}
+	if err := s.sealWrites(ctx, ws); err != nil {
+		return err
 	}
 	return s.enqueue(ctx, &commitReq{ws: ws, audit: recs, done: make(chan error, 1)})
 }
@@ -421,10 +427,16 @@ func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
 		case cur != w.IfVersion:
 			return ErrConflict
 		}
+		if old != nil {
+			var err error
+			if old, err = s.openData(w.Type, w.ID, cur, old); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+		}
 	}
 	if pk == 0 {
 		err := tx.QueryRow(`INSERT INTO resources (rtype, id, ver, updated, deleted, patient, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
-			w.Type, w.ID, w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data).Scan(&pk)
+			w.Type, w.ID, w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), s.storedData(w)).Scan(&pk)
 		if err != nil {
 			if s.d.IsUnique(err) {
 				return ErrConflict
@@ -436,7 +448,7 @@ func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
 			return fmt.Errorf("store: history: %w", err)
 		}
 		if err := tx.Exec(`UPDATE resources SET ver = ?, updated = ?, deleted = ?, patient = ?, data = ? WHERE pk = ?`,
-			w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data, pk); err != nil {
+			w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), s.storedData(w), pk); err != nil {
 			return fmt.Errorf("store: update: %w", err)
 		}
 		// This request may have queued rows of the same resource (written
@@ -474,7 +486,11 @@ func (s *SQL) unindex(tx wtx, pk int64, old []byte) error {
 	if err != nil {
 		return fmt.Errorf("store: unindex: stored resource unreadable: %w", err)
 	}
-	for _, e := range fhir.Extract(r) {
+	es := fhir.Extract(r)
+	if s.sealer != nil {
+		es = s.blindEntries(es)
+	}
+	for _, e := range es {
 		switch e.Type {
 		case fhir.Token:
 			err = tx.Exec(`DELETE FROM idx_tok WHERE p = ? AND code = ? AND sys = ? AND pk = ?`, e.Param, e.S, e.Sys, pk)
@@ -680,6 +696,12 @@ func (s *SQL) Load(ctx context.Context, batches <-chan []Write, progress func(in
 			}
 		}
 	}()
+	batches, sealErr := s.sealStage(ctx, batches)
+	defer func() {
+		if e := sealErr(); e != nil && err == nil {
+			err = e
+		}
+	}()
 	var bi bulkIndex
 	for done := false; !done; {
 		n := 0
@@ -796,7 +818,7 @@ func (s *SQL) insertResources(tx wtx, ws []Write) ([]int64, error) {
 				b.WriteByte(',')
 			}
 			b.WriteString("(?,?,?,?,?,?,?)")
-			args = append(args, w.Type, w.ID, w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), w.Data)
+			args = append(args, w.Type, w.ID, w.Version, micros(w.Updated), bool01(w.Deleted), nullStr(w.Patient), s.storedData(w))
 			pos[w.Type+"/"+w.ID] = start + i
 		}
 		b.WriteString(" RETURNING pk, rtype, id")

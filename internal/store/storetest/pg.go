@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"carnet/internal/seal"
 	"carnet/internal/store"
 	"carnet/internal/store/postgres"
 	"carnet/internal/store/sqlite"
@@ -124,7 +125,8 @@ func PostgresURL(t testing.TB) string {
 
 // Backends returns, per store back end, an opener of a fresh, empty store
 // that is closed when the test using it ends: "sqlite" (a data directory
-// in t.TempDir()) and "postgres" (a fresh database from PostgresURL).
+// in t.TempDir()) and "postgres" (a fresh database from PostgresURL). Both
+// are sealed (Seal), as every store Carnet makes is.
 func Backends(t *testing.T) map[string]func(t *testing.T) store.Store {
 	t.Helper()
 	return map[string]func(t *testing.T) store.Store{
@@ -141,6 +143,7 @@ func Backends(t *testing.T) map[string]func(t *testing.T) store.Store {
 					t.Errorf("sqlite store Close: %v", err)
 				}
 			})
+			Seal(t, st)
 			return st
 		},
 		"postgres": func(t *testing.T) store.Store {
@@ -157,7 +160,24 @@ func Backends(t *testing.T) map[string]func(t *testing.T) store.Store {
 					t.Errorf("postgres store Close: %v", err)
 				}
 			})
+			Seal(t, st)
 			return st
 		},
 	}
+}
+
+// Seal gives st a keyring under a fresh key file in t.TempDir() and
+// returns it.
+func Seal(t testing.TB, st *store.SQL) *seal.Keyring {
+	t.Helper()
+	kek, err := seal.InitKeyFile(t.TempDir() + "/carnet.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := seal.Open(context.Background(), st, kek)
+	if err != nil {
+		t.Fatalf("seal.Open: %v", err)
+	}
+	st.UseSealer(kr)
+	return kr
 }

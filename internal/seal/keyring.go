@@ -1,0 +1,375 @@
+package seal
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"carnet/internal/store"
+)
+
+// KeyStore keeps the wrapped data keys (with the data: they are useless
+// without the KEK).
+type KeyStore interface {
+	SealKeys(ctx context.Context) ([]store.SealKey, error)
+	PutSealKeys(ctx context.Context, keys []store.SealKey) error
+}
+
+// Scopes of data keys besides facilities.
+const (
+	// GroupScope seals what belongs to no facility.
+	GroupScope = ""
+	// IndexScope is the blind-index key (HMAC), separate from every data
+	// key. It is rewrapped by a rotation but never replaced: its hashes
+	// are in the index.
+	IndexScope = "#index"
+)
+
+// Format of a sealed value: formatV1, the data key number (4 bytes, big
+// endian), the AES-GCM nonce and ciphertext.
+const formatV1 = 0x01
+
+// ErrOpen: a sealed value did not open (wrong record or field, tampered,
+// unknown key).
+var ErrOpen = errors.New("seal: cannot open")
+
+// Keyring holds the unwrapped data keys in memory.
+type Keyring struct {
+	st  KeyStore
+	kek KEK
+	// reloadKEK, when set, rereads the key-encryption key (the key file
+	// after another process rotated it).
+	reloadKEK  func() (KEK, error)
+	reloadMu   sync.Mutex
+	lastReload time.Time
+
+	mu      sync.RWMutex
+	keys    map[uint32]cipher.AEAD
+	current map[string]uint32 // scope -> key number new data is sealed with
+	rows    []store.SealKey
+	next    uint32
+	index   []byte // blind-index HMAC key
+}
+
+// Open unwraps the store's data keys with kek, creating the group and
+// index keys on first use. A KEK that did not wrap them is refused with a
+// clear error.
+func Open(ctx context.Context, st KeyStore, kek KEK) (*Keyring, error) {
+	k := &Keyring{st: st, kek: kek}
+	if err := k.load(ctx); err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, sc := range []string{GroupScope, IndexScope} {
+		if _, ok := k.current[sc]; !ok {
+			missing = append(missing, sc)
+		}
+	}
+	if len(missing) > 0 {
+		if err := k.create(ctx, missing...); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+func wrapAD(num uint32, scope string) []byte {
+	return []byte("carnet data key\x00" + strconv.FormatUint(uint64(num), 10) + "\x00" + scope)
+}
+
+// ReloadWith makes the keyring reread its keys when it meets a data key it
+// does not know (another process rotated or resealed), rereading the
+// key-encryption key with kek when the stored keys were rewrapped.
+func (k *Keyring) ReloadWith(kek func() (KEK, error)) { k.reloadKEK = kek }
+
+// Reload rereads the data keys from the store (at most once a second).
+func (k *Keyring) Reload(ctx context.Context) error {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	if time.Since(k.lastReload) < time.Second {
+		return nil
+	}
+	k.lastReload = time.Now()
+	err := k.load(ctx)
+	if err != nil && k.reloadKEK != nil {
+		kek, kerr := k.reloadKEK()
+		if kerr != nil {
+			return errors.Join(err, kerr)
+		}
+		k.mu.Lock()
+		k.kek = kek
+		k.mu.Unlock()
+		err = k.load(ctx)
+	}
+	return err
+}
+
+func (k *Keyring) load(ctx context.Context) error {
+	rows, err := k.st.SealKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("seal: keys: %w", err)
+	}
+	k.mu.RLock()
+	kek := k.kek
+	k.mu.RUnlock()
+	keys := map[uint32]cipher.AEAD{}
+	current := map[string]uint32{}
+	var index []byte
+	var next uint32 = 1
+	for _, r := range rows {
+		if r.KEK != kek.ID() {
+			return fmt.Errorf("seal: this store's data keys are wrapped by key %s, not by the given key file (%s): start with the key file the store was sealed with", r.KEK, kek.ID())
+		}
+		raw, err := kek.Unwrap(r.Wrapped, wrapAD(r.Num, r.Scope))
+		if err != nil {
+			return fmt.Errorf("seal: data key %d does not unwrap with key %s: the key file is wrong or the key table was altered", r.Num, kek.ID())
+		}
+		if r.Scope == IndexScope {
+			index = raw
+		} else if keys[r.Num], err = newAEAD(raw); err != nil {
+			return err
+		}
+		if !r.Retired {
+			current[r.Scope] = r.Num
+		}
+		next = max(next, r.Num+1)
+	}
+	k.mu.Lock()
+	k.keys, k.current, k.rows, k.next, k.index = keys, current, rows, next, index
+	k.mu.Unlock()
+	return nil
+}
+
+// Status describes the keys (for `carnet keys status`).
+func (k *Keyring) Status() (kek string, keys []store.SealKey) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	out := make([]store.SealKey, len(k.rows))
+	copy(out, k.rows)
+	for i := range out {
+		out[i].Wrapped = nil
+	}
+	return k.kek.ID(), out
+}
+
+// create makes new current keys for scopes (retiring their previous ones)
+// and stores them wrapped.
+func (k *Keyring) create(ctx context.Context, scopes ...string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var put []store.SealKey
+	now := time.Now().UTC()
+	for _, sc := range scopes {
+		if old, ok := k.current[sc]; ok {
+			for i := range k.rows {
+				if k.rows[i].Num == old {
+					k.rows[i].Retired = true
+					put = append(put, k.rows[i])
+				}
+			}
+		}
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return err
+		}
+		num := k.next
+		w, err := k.kek.Wrap(raw, wrapAD(num, sc))
+		if err != nil {
+			return fmt.Errorf("seal: wrap: %w", err)
+		}
+		row := store.SealKey{Num: num, Scope: sc, KEK: k.kek.ID(), Wrapped: w, Created: now}
+		put = append(put, row)
+		k.rows = append(k.rows, row)
+		k.next++
+		if sc == IndexScope {
+			k.index = raw
+		} else if k.keys[num], err = newAEAD(raw); err != nil {
+			return err
+		}
+		k.current[sc] = num
+	}
+	if err := k.st.PutSealKeys(ctx, put); err != nil {
+		// Nothing was sealed with the new keys yet: forget them.
+		k.mu.Unlock()
+		lerr := k.load(ctx)
+		k.mu.Lock()
+		return errors.Join(fmt.Errorf("seal: store keys: %w", err), lerr)
+	}
+	return nil
+}
+
+// ad binds a sealed value to its record and field.
+func ad(typ, id string, ver int, field string) []byte {
+	b := make([]byte, 0, 32+len(typ)+len(id)+len(field))
+	b = append(b, "carnet/v1\x00"...)
+	b = append(b, typ...)
+	b = append(b, 0)
+	b = append(b, id...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(ver), 10)
+	b = append(b, 0)
+	return append(b, field...)
+}
+
+// FieldResource names the whole resource body as a sealed field.
+const FieldResource = "resource"
+
+// Seal encrypts plain as field of version ver of typ/id, with the current
+// data key of scope (a facility id; "" or a facility without a key yet
+// gets one made on first use).
+func (k *Keyring) Seal(ctx context.Context, typ, id string, ver int, scope, field string, plain []byte) ([]byte, error) {
+	k.mu.RLock()
+	num, ok := k.current[scope]
+	a := k.keys[num]
+	k.mu.RUnlock()
+	if !ok {
+		k.mu.RLock()
+		_, ok = k.current[scope]
+		k.mu.RUnlock()
+		if !ok {
+			if err := k.create(ctx, scope); err != nil {
+				return nil, err
+			}
+		}
+		k.mu.RLock()
+		num = k.current[scope]
+		a = k.keys[num]
+		k.mu.RUnlock()
+	}
+	out := make([]byte, 5, 5+a.NonceSize()+len(plain)+a.Overhead())
+	out[0] = formatV1
+	binary.BigEndian.PutUint32(out[1:], num)
+	nonce := out[len(out) : len(out)+a.NonceSize()]
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	out = out[:5+a.NonceSize()]
+	return a.Seal(out, nonce, plain, ad(typ, id, ver, field)), nil
+}
+
+// Open decrypts a value sealed by Seal for the same record, version and
+// field. Anything else (another record's or field's ciphertext, a
+// tampered one, a clear value) is refused with a clear error.
+func (k *Keyring) Open(typ, id string, ver int, field string, sealed []byte) ([]byte, error) {
+	if len(sealed) < 5 || sealed[0] != formatV1 {
+		return nil, fmt.Errorf("%w %s/%s version %d (%s): not a sealed value", ErrOpen, typ, id, ver, field)
+	}
+	num := binary.BigEndian.Uint32(sealed[1:5])
+	k.mu.RLock()
+	a := k.keys[num]
+	k.mu.RUnlock()
+	if a == nil {
+		// Made by another process since: reread the keys.
+		if err := k.Reload(context.Background()); err != nil {
+			return nil, fmt.Errorf("%w %s/%s version %d (%s): data key %d: %w", ErrOpen, typ, id, ver, field, num, err)
+		}
+		k.mu.RLock()
+		a = k.keys[num]
+		k.mu.RUnlock()
+	}
+	if a == nil {
+		return nil, fmt.Errorf("%w %s/%s version %d (%s): unknown data key %d", ErrOpen, typ, id, ver, field, num)
+	}
+	plain, err := openAEAD(a, sealed[5:], ad(typ, id, ver, field))
+	if err != nil {
+		return nil, fmt.Errorf("%w %s/%s version %d (%s): it was not sealed for this record and field, or was altered", ErrOpen, typ, id, ver, field)
+	}
+	return plain, nil
+}
+
+// Has reports whether scope has a current data key.
+func (k *Keyring) Has(scope string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	_, ok := k.current[scope]
+	return ok
+}
+
+// Ensure makes data keys for the scopes that have none (before a bulk
+// load, which seals with the group key where a facility has no key).
+func (k *Keyring) Ensure(ctx context.Context, scopes ...string) error {
+	var missing []string
+	for _, sc := range scopes {
+		if !k.Has(sc) && !slices.Contains(missing, sc) {
+			missing = append(missing, sc)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return k.create(ctx, missing...)
+}
+
+// Current reports whether a sealed value uses the current key of its
+// scope (false: a reseal would re-encrypt it).
+func (k *Keyring) Current(sealed []byte) bool {
+	if len(sealed) < 5 || sealed[0] != formatV1 {
+		return false
+	}
+	num := binary.BigEndian.Uint32(sealed[1:5])
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	for _, r := range k.rows {
+		if r.Num == num {
+			return !r.Retired
+		}
+	}
+	return false
+}
+
+// Blind is the blind-index value of v (already normalised) under kind (a
+// short tag: "=" whole value, "^" prefix, "3" trigram, "t" token): 128 bits
+// of HMAC-SHA-256, base64url.
+func (k *Keyring) Blind(kind, v string) string {
+	k.mu.RLock()
+	key := k.index
+	k.mu.RUnlock()
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write([]byte(v))
+	return kind + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// Rotate wraps every data key with next (the new key file) and makes new
+// current data keys for every scope but the index: new data is sealed
+// with them at once, old data stays readable until a reseal.
+func (k *Keyring) Rotate(ctx context.Context, next KEK) error {
+	k.mu.Lock()
+	var scopes []string
+	rows := make([]store.SealKey, len(k.rows))
+	copy(rows, k.rows)
+	for sc := range k.current {
+		if sc != IndexScope {
+			scopes = append(scopes, sc)
+		}
+	}
+	k.mu.Unlock()
+	for i, r := range rows {
+		raw, err := k.kek.Unwrap(r.Wrapped, wrapAD(r.Num, r.Scope))
+		if err != nil {
+			return fmt.Errorf("seal: rotate: key %d: %w", r.Num, err)
+		}
+		if rows[i].Wrapped, err = next.Wrap(raw, wrapAD(r.Num, r.Scope)); err != nil {
+			return fmt.Errorf("seal: rotate: %w", err)
+		}
+		rows[i].KEK = next.ID()
+	}
+	if err := k.st.PutSealKeys(ctx, rows); err != nil {
+		return fmt.Errorf("seal: rotate: %w", err)
+	}
+	k.mu.Lock()
+	k.kek, k.rows = next, rows
+	k.mu.Unlock()
+	return k.create(ctx, scopes...)
+}
