@@ -220,13 +220,13 @@ func (r *report) auditAppendLines() []string {
 	per := map[string][]string{}
 	var order []string
 	for _, s := range r.authSummaries() {
-		if len(s.auth) == 0 {
+		if len(s.variant) == 0 {
 			continue
 		}
 		if per[s.backend] == nil {
 			order = append(order, s.backend)
 		}
-		per[s.backend] = append(per[s.backend], fmt.Sprintf("%s %d conn %s", s.workload, s.conc, rps(medianOf(s.auth, throughput))))
+		per[s.backend] = append(per[s.backend], fmt.Sprintf("%s %d conn %s", s.workload, s.conc, rps(medianOf(s.variant, throughput))))
 	}
 	var out []string
 	for _, be := range order {

@@ -25,13 +25,22 @@ import (
 	"carnet/internal/auth"
 )
 
-// authGoal is the auth/open req/s ratio the authenticated server should reach.
-const authGoal = 0.85
-
 const (
 	modeOpen = "open"
 	modeAuth = "auth"
 )
+
+// authCmp: open is the baseline, auth (the authenticated server) should
+// reach 0.85 of its req/s.
+var authCmp = &comparison{
+	tag:        "phys",
+	base:       modeOpen,
+	variant:    modeAuth,
+	goal:       0.85,
+	seedOffset: 50000,
+	label:      authLabel,
+	index:      authWorkloadIndex,
+}
 
 // demoUser is one entry of the demo-users.json that carnet seed writes.
 type demoUser struct {
@@ -282,65 +291,32 @@ func authWorkloadByName(name string) (authWorkload, bool) {
 	return authWorkload{}, false
 }
 
-// authStep is one repetition of the physician workloads in one mode.
-type authStep struct {
-	mode string
-	rep  int
-}
-
-// authSteps orders the repetitions A B, B A, A B, ... (auth first, since
-// the physician's inputs are gathered with his token), so that a drift of
-// the machine or a store growing with the creates weighs on both modes alike.
-// Consecutive steps of the same mode share one server.
-func authSteps(reps int) []authStep {
-	var out []authStep
-	for r := range reps {
-		if r%2 == 0 {
-			out = append(out, authStep{modeAuth, r}, authStep{modeOpen, r})
-		} else {
-			out = append(out, authStep{modeOpen, r}, authStep{modeAuth, r})
-		}
-	}
-	return out
-}
-
 // authCompare runs the physician workloads open and auth on st (seeded, no
-// server running), alternating servers.
+// server running), alternating servers (auth first, since the physician's
+// inputs are gathered with his token).
 func (h *harness) authCompare(ctx context.Context, st store) error {
 	phys, err := firstPhysician(st.usersPath())
 	if err != nil {
 		return err
 	}
 	ts := newTokenSource(phys)
-	var (
-		srv    *server
-		t      target
-		in     *physInputs
-		mode   string
-		starts int
-		probed = map[string]bool{}
-	)
-	defer func() { srv.stop() }()
-	for _, s := range authSteps(h.o.authReps) {
-		if srv == nil || s.mode != mode {
-			srv.stop()
-			starts++
-			fmt.Printf("bench: [%s] carnet serve (%s) for the authentication comparison\n", st.backend, s.mode)
-			srv, err = serveCarnet(ctx, h.bin, st, s.mode == modeOpen, filepath.Join(h.work, fmt.Sprintf("serve-%s-%d-%s.log", st.backend, starts, s.mode)))
-			if err != nil {
-				return err
-			}
-			mode = s.mode
-			if t, err = newTarget(st.backend, srv.base, false); err != nil {
-				return err
-			}
+	var in *physInputs
+	probed := map[string]bool{}
+	hk := abHooks{
+		start: func(ctx context.Context, mode string, n int) (*server, error) {
+			fmt.Printf("bench: [%s] carnet serve (%s) for the authentication comparison\n", st.backend, mode)
+			return serveCarnet(ctx, h.bin, st, mode == modeOpen, filepath.Join(h.work, fmt.Sprintf("serve-%s-%d-%s.log", st.backend, n, mode)))
+		},
+		ready: func(ctx context.Context, srv *server, mode string) error {
 			c := newAPIClient(srv.base)
 			if mode == modeAuth {
+				var err error
 				if c.token, err = ts.token(ctx, origin(srv.base), time.Minute); err != nil {
 					return err
 				}
 			}
 			if in == nil {
+				var err error
 				if in, err = collectPhysician(ctx, c, phys.Username, uint64(h.o.seed)); err != nil {
 					return err
 				}
@@ -349,24 +325,42 @@ func (h *harness) authCompare(ctx context.Context, st store) error {
 				fmt.Println("bench: " + n)
 				h.note(n)
 			}
-			if !probed["families-"+mode] {
-				probed["families-"+mode] = true
+			if !probed[mode] {
+				probed[mode] = true
 				if avg, err := avgTotal(ctx, c, in.families); err == nil {
 					n := fmt.Sprintf("%s %s: a family search of the physician's names matches %.1f patients on average", st.backend, mode, avg)
 					fmt.Println("bench: " + n)
 					h.note(n)
 				}
 			}
-		}
-		if err := h.authStep(ctx, srv, t, s, in, ts, probed); err != nil {
-			return err
-		}
+			return nil
+		},
+		header: func(ctx context.Context, srv *server, mode string) ([]string, error) {
+			if mode != modeAuth {
+				return nil, nil
+			}
+			// Valid for the whole cell.
+			tok, err := ts.token(ctx, origin(srv.base), h.o.warmup+h.o.duration+cellGrace+time.Minute)
+			if err != nil {
+				return nil, err
+			}
+			return []string{"Authorization: Bearer " + tok}, nil
+		},
+		sources: func(name string, t target, seed uint64) (func(int) loadgen.Source, loadgen.Request, error) {
+			w, ok := authWorkloadByName(name)
+			if !ok {
+				return nil, loadgen.Request{}, fmt.Errorf("unknown physician workload %q", name)
+			}
+			src, sample := w.sources(t, in, seed)
+			return src, sample, nil
+		},
 	}
-	srv.stop()
-	for _, s := range h.rep.authSummaries() {
-		if s.backend == st.backend {
-			fmt.Println("bench: " + s.line())
-		}
+	names := make([]string, len(h.o.authWork))
+	for i, w := range h.o.authWork {
+		names[i] = w.name
+	}
+	if err := h.abCompare(ctx, authCmp, st.backend, names, h.o.authConc, h.o.authReps, &h.rep.authRows, hk); err != nil {
+		return err
 	}
 	fmt.Printf("bench: [%s] physician logins %d, token refreshes %d\n", st.backend, ts.logins, ts.refreshes)
 	return nil
@@ -383,66 +377,4 @@ func avgTotal(ctx context.Context, c *apiClient, families []string) (float64, er
 		sum += n
 	}
 	return float64(sum) / float64(max(len(families), 1)), nil
-}
-
-// authStep runs every physician workload at every -auth-conc once.
-func (h *harness) authStep(ctx context.Context, srv *server, t target, s authStep, in *physInputs, ts *tokenSource, probed map[string]bool) error {
-	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
-	grace := time.Second
-	for wi, w := range h.o.authWork {
-		// Same seed for both modes of a repetition: the same request sequences.
-		src, sample := w.sources(t, in, uint64(h.o.seed)+50000+uint64(wi)*1000+uint64(s.rep)*100)
-		header := []string{"Accept: application/fhir+json"}
-		if s.mode == modeAuth {
-			tok, err := ts.token(ctx, origin(srv.base), h.o.warmup+h.o.duration+grace+time.Minute)
-			if err != nil {
-				return err
-			}
-			header = append(header, "Authorization: Bearer "+tok)
-		}
-		key := w.name + "-" + s.mode
-		if !probed[key] {
-			probed[key] = true
-			_, status, err := probe(ctx, hc, t.addr, sample, header[1:], 2*time.Minute)
-			switch {
-			case err != nil:
-				return fmt.Errorf("%s (%s) probe %s %s: %w", w.label, s.mode, reqMethod(sample), sample.Path, err)
-			case status/100 != 2:
-				n := fmt.Sprintf("%s %s: probe %s %s answered %d", t.name, s.mode, reqMethod(sample), sample.Path, status)
-				fmt.Println("  warning: " + n)
-				h.note(n)
-			}
-		}
-		for _, c := range h.o.authConc {
-			if !srv.alive() {
-				h.rep.authRows = append(h.rep.authRows, authRow{workload: w.name, backend: t.name, conc: c, mode: s.mode, rep: s.rep, note: "server died"})
-				continue
-			}
-			res, err := loadgen.Run(ctx, loadgen.Config{
-				Addr:            t.addr,
-				Conns:           c,
-				Warmup:          h.o.warmup,
-				Duration:        h.o.duration,
-				Grace:           grace,
-				NewSource:       src,
-				Header:          header,
-				ExpectLatencies: int(h.o.duration.Seconds() * 30000),
-			})
-			if err != nil {
-				return err
-			}
-			x := authRow{workload: w.name, backend: t.name, conc: c, mode: s.mode, rep: s.rep, res: res}
-			h.rep.authRows = append(h.rep.authRows, x)
-			printCols(h.rep.authCells(x, h.o.authReps))
-			if res.FirstError != "" {
-				fmt.Printf("    first transport error: %s\n", res.FirstError)
-			}
-			h.save()
-			h.drain(ctx, hc, t)
-		}
-	}
-	if !srv.alive() {
-		return fmt.Errorf("%s exited during the run: %v; log %s:\n%s", srv.name, srv.err, srv.logPath, tailFile(srv.logPath, 20))
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,10 +84,17 @@ func TestThousands(t *testing.T) {
 
 func TestAuthSteps(t *testing.T) {
 	var got []string
-	for _, s := range authSteps(3) {
+	for _, s := range abSteps(authCmp, 3) {
 		got = append(got, fmt.Sprintf("%s%d", s.mode, s.rep))
 	}
 	if want := "auth0 open0 open1 auth1 auth2 open2"; strings.Join(got, " ") != want {
+		t.Fatalf("got %q, want %q", strings.Join(got, " "), want)
+	}
+	got = nil
+	for _, s := range abSteps(sealCmp, 2) {
+		got = append(got, fmt.Sprintf("%s%d", s.mode, s.rep))
+	}
+	if want := "sealed0 clear0 clear1 sealed1"; strings.Join(got, " ") != want {
 		t.Fatalf("got %q, want %q", strings.Join(got, " "), want)
 	}
 }
@@ -118,7 +126,7 @@ func TestReportAuthRatio(t *testing.T) {
 	}
 	ok := map[int]int64{200: 100}
 	r := &report{authOn: true}
-	r.authRows = []authRow{
+	r.authRows = []abRow{
 		{workload: "create", backend: "sqlite", conc: 64, mode: modeAuth, rep: 0, res: res(500, time.Millisecond, map[int]int64{201: 98, 401: 2})},
 		{workload: "create", backend: "sqlite", conc: 64, mode: modeOpen, rep: 0, res: res(1000, time.Millisecond, map[int]int64{201: 100})},
 		{workload: "read", backend: "sqlite", conc: 64, mode: modeAuth, rep: 0, res: res(900, 3*time.Millisecond, ok)},
@@ -152,6 +160,56 @@ func TestReportAuthRatio(t *testing.T) {
 				t.Errorf("summary line %q", l)
 			}
 		}
+	}
+}
+
+func TestReportSealSection(t *testing.T) {
+	ok := func(rps float64, p99 time.Duration) *loadgen.Result {
+		return &loadgen.Result{Requests: 100, Throughput: rps, P99: p99, ByStatus: map[int]int64{200: 100}, BodyBytes: 100 * 700}
+	}
+	r := &report{sealOn: true}
+	r.sealSeeds = []sealSeeds{{
+		sealed: seedResult{backend: "sqlite", patients: 3000, wall: 3 * time.Second, size: 30 << 20},
+		clear:  seedResult{backend: "sqlite", patients: 3000, wall: 2 * time.Second, size: 20 << 20},
+	}}
+	r.sealRows = []abRow{
+		{workload: "search-family", backend: "sqlite", conc: 16, mode: modeSealed, rep: 0, res: ok(700, 5*time.Millisecond)},
+		{workload: "search-family", backend: "sqlite", conc: 16, mode: modeClear, rep: 0, res: ok(1000, 4*time.Millisecond)},
+		{workload: "read", backend: "sqlite", conc: 16, mode: modeSealed, rep: 0, res: ok(9000, 2*time.Millisecond)},
+		{workload: "read", backend: "sqlite", conc: 16, mode: modeClear, rep: 0, res: ok(10000, time.Millisecond)},
+	}
+	md := r.markdown()
+	for _, want := range []string{
+		"## Encryption at rest cost",
+		"- sqlite: seeding 3,000 patients (one run each): sealed 3.0 s, clear 2.0 s (sealed/clear 1.50); size on disk: sealed 30.0 MiB, clear 20.0 MiB (sealed/clear 1.50)",
+		"| workload | backend | concurrency | clear req/s | sealed req/s | sealed/clear | clear p99 ms | sealed p99 ms | errors clear / sealed | bytes/resp clear / sealed | runs req/s: clear; sealed |",
+		"| read | sqlite | 16 | 10000 | 9000 | **0.90** | 1.00 | 2.00 | 0 / 0 | 700 / 700 | 10000; 9000 |",
+		"| search-family | sqlite | 16 | 1000 | 700 | **0.70 (< 0.85)** | 4.00 | 5.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("missing %q in\n%s", want, md)
+		}
+	}
+	if i, j := strings.Index(md, "| read | sqlite | 16"), strings.Index(md, "| search-family | sqlite | 16"); i < 0 || j < 0 || i > j {
+		t.Errorf("row order wrong:\n%s", md)
+	}
+	if l := r.sealSummaries()[0].line(); !strings.Contains(l, "clear 10000 req/s, sealed 9000 req/s, sealed/clear 0.90 (medians of 1 and 1 runs; goal >= 0.85)") {
+		t.Errorf("summary line %q", l)
+	}
+}
+
+func TestStoreArgs(t *testing.T) {
+	sq := store{backend: "sqlite", dir: "/w/store-sqlite"}
+	if got := strings.Join(sq.args(), " "); got != "--data /w/store-sqlite" {
+		t.Errorf("sealed sqlite: %q", got)
+	}
+	sq.clear = true
+	if got := strings.Join(sq.seedArgs(), " "); got != "--data /w/store-sqlite --insecure-clear" {
+		t.Errorf("clear sqlite: %q", got)
+	}
+	pg := store{backend: "postgres", dir: "/w/store-postgres", db: "b", pg: &pgAdmin{u: &url.URL{Scheme: "postgres", Host: "h:5432"}}}
+	if got := strings.Join(pg.seedArgs(), " "); got != "--db postgres://h:5432/b --witness /w/store-postgres-witness --key-file /w/store-postgres.key --data /w/store-postgres" {
+		t.Errorf("sealed postgres: %q", got)
 	}
 }
 
@@ -265,7 +323,7 @@ ok  	carnet/internal/audit	4.871s
 
 func TestReportAuditSection(t *testing.T) {
 	r := &report{auditOn: true}
-	r.authRows = []authRow{
+	r.authRows = []abRow{
 		{workload: "read", backend: "sqlite", conc: 8, mode: modeAuth, res: &loadgen.Result{Requests: 10, Throughput: 1234}},
 		{workload: "read", backend: "sqlite", conc: 8, mode: modeOpen, res: &loadgen.Result{Requests: 10, Throughput: 1500}},
 	}

@@ -132,6 +132,7 @@ type store struct {
 	dir     string // sqlite: the data folder; postgres: where carnet seed writes demo-users.json
 	db      string // postgres database name
 	pg      *pgAdmin
+	clear   bool // resources in clear (--insecure-clear): the baseline of the encryption at rest comparison
 }
 
 // witness is the audit witness directory: DIR-witness beside the data
@@ -139,19 +140,34 @@ type store struct {
 // default would be ./carnet-witness in the current folder).
 func (s store) witness() string { return filepath.Clean(s.dir) + "-witness" }
 
-// args select the store for carnet serve.
+// keyFile is the key-encryption key file of a sealed store: DIR.key beside
+// the data folder (carnet's default with --data; passed explicitly with
+// --db, whose default would be ./carnet.key in the current folder).
+func (s store) keyFile() string { return filepath.Clean(s.dir) + ".key" }
+
+// args select the store for carnet serve (and seed): in clear, or sealed
+// with its key file (carnet seed creates it).
 func (s store) args() []string {
+	var a []string
 	if s.backend == "postgres" {
-		return []string{"--db", s.pg.dbURL(s.db), "--witness", s.witness()}
+		a = []string{"--db", s.pg.dbURL(s.db), "--witness", s.witness()}
+		if !s.clear {
+			a = append(a, "--key-file", s.keyFile())
+		}
+	} else {
+		a = []string{"--data", s.dir}
 	}
-	return []string{"--data", s.dir}
+	if s.clear {
+		a = append(a, "--insecure-clear")
+	}
+	return a
 }
 
 // seedArgs select the store for carnet seed; with --db, --data DIR is where
 // it writes demo-users.json (else the current folder).
 func (s store) seedArgs() []string {
 	if s.backend == "postgres" {
-		return []string{"--db", s.pg.dbURL(s.db), "--data", s.dir}
+		return append(s.args(), "--data", s.dir)
 	}
 	return s.args()
 }
@@ -165,6 +181,9 @@ func (s store) prepare() error {
 		return err
 	}
 	if err := os.RemoveAll(s.witness()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.keyFile()); err != nil {
 		return err
 	}
 	if s.backend == "postgres" {
@@ -186,6 +205,7 @@ func (s store) remove() {
 	}
 	os.RemoveAll(s.dir)
 	os.RemoveAll(s.witness())
+	os.RemoveAll(s.keyFile())
 }
 
 type seedResult struct {
@@ -246,7 +266,8 @@ var carnetReady = regexp.MustCompile(`(http://127\.0\.0\.1:[0-9]+/fhir)\b`)
 
 // serveCarnet starts carnet serve on a free loopback port: with
 // --insecure-open (no authentication, no access control) when open, else
-// the normal server that wants a bearer token on every FHIR route.
+// the normal server that wants a bearer token on every FHIR route; with
+// --insecure-clear on a store in clear.
 func serveCarnet(ctx context.Context, bin string, st store, open bool, logPath string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
@@ -258,6 +279,9 @@ func serveCarnet(ctx context.Context, bin string, st store, open bool, logPath s
 	if open {
 		args = append(args, "--insecure-open")
 		mode = "open"
+	}
+	if st.clear {
+		mode += ", clear"
 	}
 	cmd := exec.Command(bin, args...)
 	return startServer(ctx, "carnet serve ("+st.backend+", "+mode+")", cmd, logPath, carnetReady, 5*time.Minute)

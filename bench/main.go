@@ -2,9 +2,11 @@
 // each storage backend, measures read, search and create workloads at
 // several concurrencies against Carnet (on carnet serve --insecure-open) and
 // against a peer FHIR engine, compares physician-scoped workloads with and
-// without authentication on the same store, verifies the audit log those
-// requests wrote (carnet audit verify) and benchmarks its appends, times a
-// big load, and writes bench/RESULTS.md.
+// without authentication on the same store, compares read and search on the
+// sealed store (encryption at rest) with a twin store seeded in clear,
+// verifies the audit log the authenticated requests wrote (carnet audit
+// verify) and benchmarks its appends, times a big load, and writes
+// bench/RESULTS.md.
 //
 //	go run ./bench                                               # full run
 //	go run ./bench -patients 5000 -duration 3s -load-patients 0  # quick
@@ -48,6 +50,9 @@ type options struct {
 	authWork     []authWorkload
 	authConc     []int
 	authReps     int
+	sealWork     []workload
+	sealConc     []int
+	sealReps     int
 	auditBench   bool
 	out          string
 	pg           string
@@ -59,7 +64,7 @@ type options struct {
 
 func main() {
 	var o options
-	var backends, conc, wls, authWls, authConc string
+	var backends, conc, wls, authWls, authConc, sealWls, sealConc string
 	flag.StringVar(&backends, "backends", "sqlite,postgres", "Carnet storage backends to measure, comma-separated (sqlite, postgres)")
 	flag.IntVar(&o.patients, "patients", 20000, "patients seeded for the workloads (each with ~6-8 clinical resources)")
 	flag.Int64Var(&o.seed, "seed", 1, "random seed for carnet seed and the workloads' picks")
@@ -75,6 +80,9 @@ func main() {
 	flag.StringVar(&authWls, "auth-workloads", "read,search-family,create", "physician-scoped workloads run both open and with a bearer token, comma-separated (read, search-family, create); empty: no authentication comparison")
 	flag.StringVar(&authConc, "auth-conc", "", "concurrencies of the authentication comparison (default: those of -conc)")
 	flag.IntVar(&o.authReps, "auth-reps", 3, "runs of each mode per cell of the authentication comparison (the report gives medians)")
+	flag.StringVar(&sealWls, "seal-workloads", "read,search-family", "workloads run on the sealed SQLite bench store and on a twin seeded in clear (carnet seed --insecure-clear), comma-separated (read, search-family, search-encounter); empty: no encryption at rest comparison")
+	flag.StringVar(&sealConc, "seal-conc", "", "concurrencies of the encryption at rest comparison (default: the highest of -conc)")
+	flag.IntVar(&o.sealReps, "seal-reps", 3, "runs of each mode per cell of the encryption at rest comparison (the report gives medians)")
 	flag.BoolVar(&o.auditBench, "audit-bench", true, "also run go test ./internal/audit/ -bench BenchmarkAppend (appends/s of the audit log on SQLite; skipped with a note when go is missing, unless CI=true)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/RESULTS.md in the module)")
 	flag.StringVar(&o.pg, "pg", "postgres://postgres@127.0.0.1:5432", "PostgreSQL server for the postgres backend (no database in the URL)")
@@ -97,12 +105,9 @@ func main() {
 		}
 		o.backends = append(o.backends, b)
 	}
-	for _, s := range splitList(conc) {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			fatalf("-conc: bad concurrency %q", s)
-		}
-		o.conc = append(o.conc, n)
+	o.conc = parseConc("-conc", conc)
+	if len(o.conc) == 0 {
+		fatalf("-conc: no concurrency")
 	}
 	for _, s := range splitList(wls) {
 		w, ok := workloadByName(s)
@@ -118,18 +123,23 @@ func main() {
 		}
 		o.authWork = append(o.authWork, w)
 	}
+	o.authConc = parseConc("-auth-conc", authConc)
 	if authConc == "" {
 		o.authConc = o.conc
 	}
-	for _, s := range splitList(authConc) {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			fatalf("-auth-conc: bad concurrency %q", s)
+	for _, s := range splitList(sealWls) {
+		w, ok := workloadByName(s)
+		if !ok || w.paths == nil {
+			fatalf("-seal-workloads: unknown or unfit workload %q (want read, search-family, search-encounter: a create would make the two stores differ)", s)
 		}
-		o.authConc = append(o.authConc, n)
+		o.sealWork = append(o.sealWork, w)
 	}
-	if o.patients < 1 || o.duration <= 0 || o.warmup < 0 || o.loadPatients < 0 || o.authReps < 1 {
-		fatalf("-patients, -duration, -auth-reps must be > 0; -warmup, -load-patients >= 0")
+	o.sealConc = parseConc("-seal-conc", sealConc)
+	if sealConc == "" {
+		o.sealConc = []int{slices.Max(o.conc)}
+	}
+	if o.patients < 1 || o.duration <= 0 || o.warmup < 0 || o.loadPatients < 0 || o.authReps < 1 || o.sealReps < 1 {
+		fatalf("-patients, -duration, -auth-reps, -seal-reps must be > 0; -warmup, -load-patients >= 0")
 	}
 	if len(o.authWork) > 0 && o.warmup+o.duration > 10*time.Minute {
 		fatalf("-warmup + -duration over 10m: an access token lives 15 minutes and one token serves a whole cell; shorten them or pass -auth-workloads ''")
@@ -151,6 +161,20 @@ func main() {
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 	os.Exit(1)
+}
+
+// parseConc parses a comma-separated list of concurrencies (flag name for
+// the error).
+func parseConc(name, list string) []int {
+	var out []int
+	for _, s := range splitList(list) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			fatalf("%s: bad concurrency %q", name, s)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func splitList(s string) []string {
@@ -232,12 +256,13 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("bench: work folder %s\n", h.work)
 
-	h.rep = &report{machine: machineInfo(root), command: commandLine(), authOn: len(o.authWork) > 0}
+	h.rep = &report{machine: machineInfo(root), command: commandLine(), authOn: len(o.authWork) > 0,
+		sealOn: len(o.sealWork) > 0 && slices.Contains(o.backends, "sqlite")}
 	h.rep.auditOn = o.auditBench || (h.rep.authOn && slices.Contains(o.backends, "sqlite"))
 	h.rep.config = [][2]string{
 		{"patients seeded for the workloads", thousands(int64(o.patients))},
 		{"measured time per cell", fmt.Sprintf("%v after %v warm-up", o.duration, o.warmup)},
-		{"Carnet server for the workloads", "carnet serve --insecure-open (no authentication, no access control)"},
+		{"Carnet server for the workloads", "carnet serve --insecure-open (no authentication, no access control) on a store sealed at rest (key file STORE.key beside it)"},
 	}
 	if h.rep.authOn {
 		var names []string
@@ -248,6 +273,7 @@ func run(ctx context.Context, o options) error {
 			fmt.Sprintf("%s at concurrency %s, %d runs per mode (open: carnet serve --insecure-open; auth: carnet serve with a physician's bearer token)",
 				strings.Join(names, ", "), joinInts(o.authConc), o.authReps)})
 	}
+	h.sealConfig()
 	h.bodies = createBodies(uint64(o.seed), 4096)
 
 	if o.carnetBin != "" {
@@ -366,18 +392,29 @@ func (h *harness) skipAll(backend, why string) {
 
 func (h *harness) carnetBackend(ctx context.Context, st store) error {
 	fmt.Printf("bench: [%s] seeding %d patients\n", st.backend, h.o.patients)
-	sr, err := seed(ctx, h.bin, st, h.o.patients, h.o.seed, filepath.Join(h.work, "seed-"+st.backend+".log"), 5*time.Minute)
-	sr.phase = "bench"
+	sr, err := h.seedStore(ctx, st, h.o.patients, "bench", "seed-"+st.backend+".log", 5*time.Minute)
 	if err != nil {
-		sr.err = "see notes"
-		h.rep.seeds = append(h.rep.seeds, sr)
 		h.skipAll(st.backend, "seed failed")
 		return err
 	}
-	h.rep.seeds = append(h.rep.seeds, sr)
 	fmt.Printf("bench: [%s] seeded in %.1fs, %s, %s resources\n", st.backend, sr.wall.Seconds(), sizeStr(sr.size), thousands(sr.resources))
 	if !h.o.keep {
 		defer st.remove()
+	}
+
+	// The encryption at rest comparison runs first, while the store still
+	// holds exactly what was seeded (the workloads' creates add patients):
+	// the clear twin then holds the same data. Its inputs serve below.
+	var in *inputs
+	if st.backend == "sqlite" && len(h.o.sealWork) > 0 {
+		in, err = h.sealCompare(ctx, st, sr)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			fmt.Printf("bench: [%s] encryption at rest comparison failed: %v\n", st.backend, err)
+			h.fail(fmt.Sprintf("%s: encryption at rest comparison: %s", st.backend, shortErr(err)))
+		}
 	}
 
 	srv, err := serveCarnet(ctx, h.bin, st, true, filepath.Join(h.work, "serve-"+st.backend+"-open.log"))
@@ -388,13 +425,13 @@ func (h *harness) carnetBackend(ctx context.Context, st store) error {
 	defer srv.stop()
 	fmt.Printf("bench: [%s] serving %s (--insecure-open)\n", st.backend, srv.base)
 
-	c := newAPIClient(srv.base)
-	in, err := collectCarnet(ctx, c)
-	if err != nil {
-		h.skipAll(st.backend, "no inputs")
-		return err
+	if in == nil {
+		if in, err = collectCarnet(ctx, newAPIClient(srv.base)); err != nil {
+			h.skipAll(st.backend, "no inputs")
+			return err
+		}
+		h.inputsNote(st.backend, in)
 	}
-	h.inputsNote(st.backend, in)
 	t, err := newTarget(st.backend, srv.base, false)
 	if err != nil {
 		return err
@@ -419,6 +456,19 @@ func (h *harness) carnetBackend(ctx context.Context, st store) error {
 		return fmt.Errorf("authentication comparison: %w", err)
 	}
 	return nil
+}
+
+// seedStore runs carnet seed of patients into st (emptied first), logging
+// to the work folder's logName, and records it in the Loading table under
+// phase (bench, clear, load).
+func (h *harness) seedStore(ctx context.Context, st store, patients int, phase, logName string, stall time.Duration) (seedResult, error) {
+	sr, err := seed(ctx, h.bin, st, patients, h.o.seed, filepath.Join(h.work, logName), stall)
+	sr.phase = phase
+	if err != nil {
+		sr.err = "see notes"
+	}
+	h.rep.seeds = append(h.rep.seeds, sr)
+	return sr, err
 }
 
 func joinInts(v []int) string {
@@ -482,35 +532,178 @@ func (h *harness) measure(ctx context.Context, t target, in *inputs, srv *server
 				continue
 			}
 			fmt.Printf("  running %s on %s, %d conn, %v + %v warm-up (e.g. %s %s)\n", w.name, t.name, c, h.o.duration, h.o.warmup, reqMethod(sample), sample.Path)
-			res, err := loadgen.Run(ctx, loadgen.Config{
-				Addr:            t.addr,
-				Conns:           c,
-				Warmup:          h.o.warmup,
-				Duration:        h.o.duration,
-				Grace:           time.Second,
-				NewSource:       src,
-				Header:          []string{"Accept: application/fhir+json"},
-				ExpectLatencies: int(h.o.duration.Seconds() * 30000),
+			res, err := h.runCell(ctx, hc, t, c, src, nil, func(res *loadgen.Result) []string {
+				x := row{workload: w.name, backend: t.name, conc: c, res: res}
+				h.rep.rows = append(h.rep.rows, x)
+				return h.rep.cells(x)
 			})
 			if err != nil {
 				return err
 			}
-			x := row{workload: w.name, backend: t.name, conc: c, res: res}
-			h.rep.rows = append(h.rep.rows, x)
-			printCols(h.rep.cells(x))
-			if res.FirstError != "" {
-				fmt.Printf("    first transport error: %s\n", res.FirstError)
-			}
-			h.save()
-			h.drain(ctx, hc, t)
 			if res.Requests == 0 {
 				// Nothing completed: higher concurrencies would only queue more.
 				skip = "none at lower conc."
 			}
 		}
 	}
-	if !srv.alive() {
-		return fmt.Errorf("%s exited during the run: %v; log %s:\n%s", srv.name, srv.err, srv.logPath, tailFile(srv.logPath, 20))
+	return srv.exited()
+}
+
+// cellGrace is how long a cell waits for the answers still due after its
+// measured window.
+const cellGrace = time.Second
+
+// runCell measures one cell: conns connections on t sending src's requests
+// with the Accept header and the extra header lines. record keeps the
+// result in the report and gives its console columns; then the results file
+// is saved and the harness waits until the server answers again.
+func (h *harness) runCell(ctx context.Context, hc *http.Client, t target, conns int, src func(int) loadgen.Source, header []string, record func(*loadgen.Result) []string) (*loadgen.Result, error) {
+	res, err := loadgen.Run(ctx, loadgen.Config{
+		Addr:            t.addr,
+		Conns:           conns,
+		Warmup:          h.o.warmup,
+		Duration:        h.o.duration,
+		Grace:           cellGrace,
+		NewSource:       src,
+		Header:          append([]string{"Accept: application/fhir+json"}, header...),
+		ExpectLatencies: int(h.o.duration.Seconds() * 30000),
+	})
+	if err != nil {
+		return nil, err
+	}
+	printCols(record(res))
+	if res.FirstError != "" {
+		fmt.Printf("    first transport error: %s\n", res.FirstError)
+	}
+	h.save()
+	h.drain(ctx, hc, t)
+	return res, nil
+}
+
+// abStep is one repetition of a comparison's workloads in one mode.
+type abStep struct {
+	mode string
+	rep  int
+}
+
+// abSteps orders the repetitions A B, B A, A B, ... with the variant first,
+// so that a drift of the machine (or a store growing with creates) weighs
+// on both modes alike. Consecutive steps of the same mode share one server.
+func abSteps(c *comparison, reps int) []abStep {
+	var out []abStep
+	for r := range reps {
+		if r%2 == 0 {
+			out = append(out, abStep{c.variant, r}, abStep{c.base, r})
+		} else {
+			out = append(out, abStep{c.base, r}, abStep{c.variant, r})
+		}
+	}
+	return out
+}
+
+// abHooks are what the modes of a comparison differ in.
+type abHooks struct {
+	// start starts the server of mode; n counts the starts (for log names).
+	start func(ctx context.Context, mode string, n int) (*server, error)
+	// ready runs after each start (log in, gather inputs, check the data).
+	ready func(ctx context.Context, srv *server, mode string) error
+	// header gives the extra request header lines of a cell in mode (nil:
+	// none).
+	header func(ctx context.Context, srv *server, mode string) ([]string, error)
+	// sources gives the per-worker requests of workload name against t and
+	// one sample request.
+	sources func(name string, t target, seed uint64) (func(int) loadgen.Source, loadgen.Request, error)
+}
+
+// abCompare runs the workloads named in works in both modes of c, reps
+// times each at every concurrency of concs, one server at a time (none may
+// be running on the store), appending the runs to rows; it ends with no
+// server running and prints the summaries.
+func (h *harness) abCompare(ctx context.Context, c *comparison, backend string, works []string, concs []int, reps int, rows *[]abRow, hk abHooks) error {
+	var (
+		srv    *server
+		t      target
+		mode   string
+		starts int
+		probed = map[string]bool{}
+	)
+	defer func() { srv.stop() }()
+	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	header := func(mode string) ([]string, error) {
+		if hk.header == nil {
+			return nil, nil
+		}
+		return hk.header(ctx, srv, mode)
+	}
+	for _, s := range abSteps(c, reps) {
+		if srv == nil || s.mode != mode {
+			srv.stop()
+			starts++
+			var err error
+			if srv, err = hk.start(ctx, s.mode, starts); err != nil {
+				return err
+			}
+			mode = s.mode
+			if t, err = newTarget(backend, srv.base, false); err != nil {
+				return err
+			}
+			if hk.ready != nil {
+				if err := hk.ready(ctx, srv, mode); err != nil {
+					return err
+				}
+			}
+		}
+		for wi, name := range works {
+			// Same seed for both modes of a repetition: the same request sequences.
+			src, sample, err := hk.sources(name, t, uint64(h.o.seed)+c.seedOffset+uint64(wi)*1000+uint64(s.rep)*100)
+			if err != nil {
+				return err
+			}
+			if key := name + "-" + s.mode; !probed[key] {
+				probed[key] = true
+				hdr, err := header(s.mode)
+				if err != nil {
+					return err
+				}
+				_, status, err := probe(ctx, hc, t.addr, sample, hdr, 2*time.Minute)
+				switch {
+				case err != nil:
+					return fmt.Errorf("%s (%s) probe %s %s: %w", c.label(name), s.mode, reqMethod(sample), sample.Path, err)
+				case status/100 != 2:
+					n := fmt.Sprintf("%s %s: probe %s %s answered %d", t.name, s.mode, reqMethod(sample), sample.Path, status)
+					fmt.Println("  warning: " + n)
+					h.note(n)
+				}
+			}
+			for _, conc := range concs {
+				x := abRow{workload: name, backend: t.name, conc: conc, mode: s.mode, rep: s.rep}
+				if !srv.alive() {
+					x.note = "server died"
+					*rows = append(*rows, x)
+					continue
+				}
+				hdr, err := header(s.mode)
+				if err != nil {
+					return err
+				}
+				if _, err := h.runCell(ctx, hc, t, conc, src, hdr, func(res *loadgen.Result) []string {
+					x.res = res
+					*rows = append(*rows, x)
+					return abCells(c, x, reps)
+				}); err != nil {
+					return err
+				}
+			}
+		}
+		if err := srv.exited(); err != nil {
+			return err
+		}
+	}
+	srv.stop()
+	for _, s := range summaries(c, *rows) {
+		if s.backend == backend {
+			fmt.Println("bench: " + s.line())
+		}
 	}
 	return nil
 }
@@ -618,19 +811,15 @@ func (h *harness) bigLoad(ctx context.Context, st store) error {
 		}
 	}
 	fmt.Printf("bench: [%s] big load: carnet seed of %d patients\n", st.backend, h.o.loadPatients)
-	sr, err := seed(ctx, h.bin, st, h.o.loadPatients, h.o.seed, filepath.Join(h.work, "load-"+st.backend+".log"), 30*time.Minute)
-	sr.phase = "load"
+	sr, err := h.seedStore(ctx, st, h.o.loadPatients, "load", "load-"+st.backend+".log", 30*time.Minute)
 	if !h.o.keep {
 		defer st.remove()
 	}
 	if err != nil {
-		sr.err = "see notes"
-		h.rep.seeds = append(h.rep.seeds, sr)
 		h.fail(fmt.Sprintf("big load on %s failed: %s", st.backend, shortErr(err)))
 		fmt.Printf("bench: big load on %s failed: %v\n", st.backend, err)
 		return err
 	}
-	h.rep.seeds = append(h.rep.seeds, sr)
 	fmt.Printf("bench: [%s] loaded %d patients in %.1fs (%.0f patients/s), %s resources, %s on disk\n",
 		st.backend, sr.patients, sr.wall.Seconds(), float64(sr.patients)/sr.wall.Seconds(), thousands(sr.resources), sizeStr(sr.size))
 	return nil

@@ -131,6 +131,15 @@ func (s *server) alive() bool {
 	}
 }
 
+// exited is the error of a server that exited during a run (with its log's
+// tail); nil while it runs.
+func (s *server) exited() error {
+	if s.alive() {
+		return nil
+	}
+	return fmt.Errorf("%s exited during the run: %v; log %s:\n%s", s.name, s.err, s.logPath, tailFile(s.logPath, 20))
+}
+
 // runLogged runs cmd with stdout and stderr appended to logPath and returns
 // the wall time. On failure the error carries the log's tail.
 //

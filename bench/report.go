@@ -25,9 +25,13 @@ type report struct {
 	command  string
 	config   [][2]string
 	rows     []row
-	authRows []authRow
+	authRows []abRow
 	authOn   bool // the authentication comparison was asked for
-	auditOn  bool // the audit log section is wanted
+	sealRows []abRow
+	sealOn   bool // the encryption at rest comparison was asked for
+	// sealSeeds: the seeds of the sealed bench store and of its clear twin.
+	sealSeeds []sealSeeds
+	auditOn   bool // the audit log section is wanted
 	// auditVerify: carnet audit verify after the authentication comparison;
 	// auditBench: BenchmarkAppend (nil: not run).
 	auditVerify []*auditVerifyResult
@@ -261,12 +265,16 @@ func (r *report) markdown() string {
 		b.WriteString("\n## Authentication cost\n\n")
 		b.WriteString(r.authMarkdown())
 	}
+	if r.sealOn || len(r.sealRows) > 0 || len(r.sealSeeds) > 0 {
+		b.WriteString("\n## Encryption at rest cost\n\n")
+		b.WriteString(r.sealMarkdown())
+	}
 	if r.auditOn || len(r.auditVerify) > 0 || r.auditBench != nil {
 		b.WriteString("\n## Audit log\n\n")
 		b.WriteString(r.auditMarkdown())
 	}
 	b.WriteString("\n## Loading\n\n")
-	b.WriteString("Wall time of `carnet seed` into an empty store (bench: the store the workloads ran on; load: the big load), and the store's size on disk afterwards (SQLite: all files in the data folder; PostgreSQL: pg_database_size). The peer row is its HTTP seed (POSTs, 8 connections).\n\n")
+	b.WriteString("Wall time of `carnet seed` into an empty store (bench: the store the workloads ran on, sealed at rest; clear: its twin seeded with `--insecure-clear` for the encryption at rest comparison; load: the big load, sealed), and the store's size on disk afterwards (SQLite: all files in the data folder; PostgreSQL: pg_database_size). The peer row is its HTTP seed (POSTs, 8 connections).\n\n")
 	b.WriteString(r.seedTable())
 	if len(r.notes) > 0 {
 		b.WriteString("\n## Notes\n\n")
@@ -308,82 +316,81 @@ func printCols(c []string) {
 	fmt.Println(strings.TrimRight(b.String(), " "))
 }
 
-// ---- authentication comparison --------------------------------------------
+// ---- A/B comparisons -----------------------------------------------------
 
-// authRow is one run of a physician workload in one mode.
-type authRow struct {
-	workload string // authWorkload name
+// comparison describes an A/B comparison (authentication, encryption at
+// rest): the same workloads on the same data in a baseline mode and in the
+// mode it measures, alternating, several runs each; the report gives the
+// median req/s of each mode and their ratio variant/base.
+type comparison struct {
+	tag        string                   // console suffix of the workload: "read (phys)"
+	base       string                   // baseline mode, e.g. modeOpen
+	variant    string                   // measured mode, e.g. modeAuth
+	goal       float64                  // the variant/base ratio it should reach
+	seedOffset uint64                   // added to -seed for the request sequences
+	label      func(name string) string // workload name in the report
+	index      func(name string) int    // workload order in the report
+}
+
+// abRow is one run of a workload in one mode of a comparison.
+type abRow struct {
+	workload string
 	backend  string
 	conc     int
-	mode     string // modeOpen or modeAuth
+	mode     string // the comparison's base or variant
 	rep      int
 	res      *loadgen.Result
 	note     string // why there is no result
 }
 
-func authWorkloadIndex(name string) int {
-	for i, w := range authWorkloads {
-		if w.name == name {
-			return i
-		}
-	}
-	return len(authWorkloads)
-}
-
-func authLabel(name string) string {
-	if w, ok := authWorkloadByName(name); ok {
-		return w.label
-	}
-	return name
-}
-
-// authCells renders one run for the console.
-func (r *report) authCells(x authRow, reps int) []string {
-	c := []string{x.workload + " (phys)", x.backend + "/" + x.mode, fmt.Sprint(x.conc)}
+// abCells renders one run for the console.
+func abCells(c *comparison, x abRow, reps int) []string {
+	cols := []string{x.workload + " (" + c.tag + ")", x.backend + "/" + x.mode, fmt.Sprint(x.conc)}
 	run := fmt.Sprintf("run %d/%d", x.rep+1, reps)
 	if x.res == nil {
-		return append(c, "-", "-", "-", x.note, run)
+		return append(cols, "-", "-", "-", x.note, run)
 	}
-	return append(c, rps(x.res.Throughput), ms(x.res.P50), ms(x.res.P99), errSummary(x.res), run)
+	return append(cols, rps(x.res.Throughput), ms(x.res.P50), ms(x.res.P99), errSummary(x.res), run)
 }
 
-// authSummary gathers the runs of one physician workload, backend and
-// concurrency.
-type authSummary struct {
+// abSummary gathers the runs of one workload, backend and concurrency of a
+// comparison.
+type abSummary struct {
+	cmp      *comparison
 	workload string
 	backend  string
 	conc     int
-	open     []*loadgen.Result // in repetition order
-	auth     []*loadgen.Result
+	base     []*loadgen.Result // in repetition order
+	variant  []*loadgen.Result
 	missing  []string // notes of runs without a result
 }
 
-func (r *report) authSummaries() []*authSummary {
+func summaries(c *comparison, rows []abRow) []*abSummary {
 	type key struct {
 		w, b string
 		c    int
 	}
-	idx := map[key]*authSummary{}
-	var out []*authSummary
-	for _, x := range r.authRows {
+	idx := map[key]*abSummary{}
+	var out []*abSummary
+	for _, x := range rows {
 		k := key{x.workload, x.backend, x.conc}
 		s := idx[k]
 		if s == nil {
-			s = &authSummary{workload: x.workload, backend: x.backend, conc: x.conc}
+			s = &abSummary{cmp: c, workload: x.workload, backend: x.backend, conc: x.conc}
 			idx[k] = s
 			out = append(out, s)
 		}
 		switch {
 		case x.res == nil:
 			s.missing = append(s.missing, x.mode+": "+x.note)
-		case x.mode == modeOpen:
-			s.open = append(s.open, x.res)
+		case x.mode == c.base:
+			s.base = append(s.base, x.res)
 		default:
-			s.auth = append(s.auth, x.res)
+			s.variant = append(s.variant, x.res)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b *authSummary) int {
-		if d := authWorkloadIndex(a.workload) - authWorkloadIndex(b.workload); d != 0 {
+	slices.SortStableFunc(out, func(a, b *abSummary) int {
+		if d := c.index(a.workload) - c.index(b.workload); d != 0 {
 			return d
 		}
 		if d := backendOrder[a.backend] - backendOrder[b.backend]; d != 0 {
@@ -418,35 +425,37 @@ func medianOf(rs []*loadgen.Result, f func(*loadgen.Result) float64) float64 {
 func throughput(x *loadgen.Result) float64 { return x.Throughput }
 func p99ms(x *loadgen.Result) float64      { return float64(x.P99) }
 
-// ratio is the auth median req/s over the open one.
-func (s *authSummary) ratio() (open, auth, ratio float64, ok bool) {
-	if len(s.open) == 0 || len(s.auth) == 0 {
+// ratio is the variant's median req/s over the base's.
+func (s *abSummary) ratio() (base, variant, ratio float64, ok bool) {
+	if len(s.base) == 0 || len(s.variant) == 0 {
 		return 0, 0, 0, false
 	}
-	open, auth = medianOf(s.open, throughput), medianOf(s.auth, throughput)
-	if open <= 0 {
-		return open, auth, 0, false
+	base, variant = medianOf(s.base, throughput), medianOf(s.variant, throughput)
+	if base <= 0 {
+		return base, variant, 0, false
 	}
-	return open, auth, auth / open, true
+	return base, variant, variant / base, true
 }
 
-func ratioStr(v float64) string {
+// ratioStr renders a ratio, flagged when under goal.
+func ratioStr(v, goal float64) string {
 	s := fmt.Sprintf("%.2f", v)
-	if v < authGoal {
-		s += " (< " + fmt.Sprintf("%.2f", authGoal) + ")"
+	if v < goal {
+		s += " (< " + fmt.Sprintf("%.2f", goal) + ")"
 	}
 	return s
 }
 
 // line is the console summary of s.
-func (s *authSummary) line() string {
-	open, auth, ratio, ok := s.ratio()
-	head := fmt.Sprintf("[%s] %s, %d conn:", s.backend, authLabel(s.workload), s.conc)
+func (s *abSummary) line() string {
+	c := s.cmp
+	base, variant, ratio, ok := s.ratio()
+	head := fmt.Sprintf("[%s] %s, %d conn:", s.backend, c.label(s.workload), s.conc)
 	if !ok {
 		return head + " no ratio (" + strings.Join(s.missing, "; ") + ")"
 	}
-	return fmt.Sprintf("%s open %s req/s, auth %s req/s, auth/open %s (medians of %d and %d runs; goal >= %.2f)",
-		head, rps(open), rps(auth), ratioStr(ratio), len(s.open), len(s.auth), authGoal)
+	return fmt.Sprintf("%s %s %s req/s, %s %s req/s, %s/%s %s (medians of %d and %d runs; goal >= %.2f)",
+		head, c.base, rps(base), c.variant, rps(variant), c.variant, c.base, ratioStr(ratio, c.goal), len(s.base), len(s.variant), c.goal)
 }
 
 // merged adds up the counts of several runs (for the errors column).
@@ -464,7 +473,90 @@ func merged(rs []*loadgen.Result) *loadgen.Result {
 	return m
 }
 
-var authHeader = []string{"workload", "backend", "concurrency", "open req/s", "auth req/s", "auth/open", "open p99 ms", "auth p99 ms", "errors open / auth", "bytes/resp open / auth", "runs req/s: open; auth"}
+// abHeader is the header of a comparison's table.
+func abHeader(c *comparison) []string {
+	b, v := c.base, c.variant
+	return []string{"workload", "backend", "concurrency", b + " req/s", v + " req/s", v + "/" + b,
+		b + " p99 ms", v + " p99 ms", "errors " + b + " / " + v, "bytes/resp " + b + " / " + v, "runs req/s: " + b + "; " + v}
+}
+
+// abTable renders a comparison's summaries: medians of each mode, the
+// ratio, errors and sizes of all runs, and every run's req/s.
+func abTable(c *comparison, sums []*abSummary) string {
+	cell := func(rs []*loadgen.Result) string {
+		if len(rs) == 0 {
+			return "-"
+		}
+		return rps(medianOf(rs, throughput))
+	}
+	p99 := func(rs []*loadgen.Result) string {
+		if len(rs) == 0 {
+			return "-"
+		}
+		return ms(time.Duration(medianOf(rs, p99ms)))
+	}
+	errs := func(rs []*loadgen.Result) string {
+		if len(rs) == 0 {
+			return "-"
+		}
+		return errSummary(merged(rs))
+	}
+	size := func(rs []*loadgen.Result) string {
+		m := merged(rs)
+		if m.Requests == 0 {
+			return "-"
+		}
+		return fmt.Sprint(m.BodyBytes / m.Requests)
+	}
+	runs := func(rs []*loadgen.Result) string {
+		if len(rs) == 0 {
+			return "-"
+		}
+		var p []string
+		for _, x := range rs {
+			p = append(p, rps(x.Throughput))
+		}
+		return strings.Join(p, ", ")
+	}
+	var rows [][]string
+	for _, s := range sums {
+		ratioCell := "-"
+		if _, _, ratio, ok := s.ratio(); ok {
+			ratioCell = "**" + ratioStr(ratio, c.goal) + "**"
+		}
+		runsCell := runs(s.base) + "; " + runs(s.variant)
+		if len(s.missing) > 0 {
+			runsCell += " (" + strings.Join(s.missing, "; ") + ")"
+		}
+		rows = append(rows, []string{c.label(s.workload), s.backend, fmt.Sprint(s.conc),
+			cell(s.base), cell(s.variant), ratioCell, p99(s.base), p99(s.variant),
+			errs(s.base) + " / " + errs(s.variant), size(s.base) + " / " + size(s.variant), runsCell})
+	}
+	if len(rows) == 0 {
+		return "Not measured (see the notes).\n"
+	}
+	return mdTable(abHeader(c), rows, 2)
+}
+
+// ---- authentication comparison --------------------------------------------
+
+func authWorkloadIndex(name string) int {
+	for i, w := range authWorkloads {
+		if w.name == name {
+			return i
+		}
+	}
+	return len(authWorkloads)
+}
+
+func authLabel(name string) string {
+	if w, ok := authWorkloadByName(name); ok {
+		return w.label
+	}
+	return name
+}
+
+func (r *report) authSummaries() []*abSummary { return summaries(authCmp, r.authRows) }
 
 func (r *report) authMarkdown() string {
 	var b strings.Builder
@@ -472,63 +564,8 @@ func (r *report) authMarkdown() string {
 	b.WriteString("and against the normal `carnet serve` with the bearer token of the first demo physician (**auth**: token check, role and care-relationship decisions, searches scoped to his patients), ")
 	b.WriteString("on the same store with the same requests: reads of his patients, family searches of his patients' names, Observation creates for his patients. ")
 	b.WriteString("The modes alternate (auth, open, open, auth, ...), one server at a time. ")
-	fmt.Fprintf(&b, "req/s and p99 are medians over the runs; **auth/open** is the ratio of the median req/s (goal >= %.2f). ", authGoal)
+	fmt.Fprintf(&b, "req/s and p99 are medians over the runs; **auth/open** is the ratio of the median req/s (goal >= %.2f). ", authCmp.goal)
 	b.WriteString("A family search finds every patient of the name when open (up to 20 per page) but only his with the token: see bytes/resp.\n\n")
-	var rows [][]string
-	for _, s := range r.authSummaries() {
-		row := []string{authLabel(s.workload), s.backend, fmt.Sprint(s.conc)}
-		_, _, ratio, ok := s.ratio()
-		cell := func(rs []*loadgen.Result) string {
-			if len(rs) == 0 {
-				return "-"
-			}
-			return rps(medianOf(rs, throughput))
-		}
-		p99 := func(rs []*loadgen.Result) string {
-			if len(rs) == 0 {
-				return "-"
-			}
-			return ms(time.Duration(medianOf(rs, p99ms)))
-		}
-		errs := func(rs []*loadgen.Result) string {
-			if len(rs) == 0 {
-				return "-"
-			}
-			return errSummary(merged(rs))
-		}
-		size := func(rs []*loadgen.Result) string {
-			m := merged(rs)
-			if m.Requests == 0 {
-				return "-"
-			}
-			return fmt.Sprint(m.BodyBytes / m.Requests)
-		}
-		runs := func(rs []*loadgen.Result) string {
-			if len(rs) == 0 {
-				return "-"
-			}
-			var p []string
-			for _, x := range rs {
-				p = append(p, rps(x.Throughput))
-			}
-			return strings.Join(p, ", ")
-		}
-		ratioCell := "-"
-		if ok {
-			ratioCell = "**" + ratioStr(ratio) + "**"
-		}
-		runsCell := runs(s.open) + "; " + runs(s.auth)
-		if len(s.missing) > 0 {
-			runsCell += " (" + strings.Join(s.missing, "; ") + ")"
-		}
-		row = append(row, cell(s.open), cell(s.auth), ratioCell, p99(s.open), p99(s.auth),
-			errs(s.open)+" / "+errs(s.auth), size(s.open)+" / "+size(s.auth), runsCell)
-		rows = append(rows, row)
-	}
-	if len(rows) == 0 {
-		b.WriteString("Not measured (see the notes).\n")
-		return b.String()
-	}
-	b.WriteString(mdTable(authHeader, rows, 2))
+	b.WriteString(abTable(authCmp, r.authSummaries()))
 	return b.String()
 }
