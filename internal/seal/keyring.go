@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"sync"
@@ -50,15 +51,15 @@ type Keyring struct {
 	// reloadKEK, when set, rereads the key-encryption key (the key file
 	// after another process rotated it).
 	reloadKEK  func() (KEK, error)
-	reloadMu   sync.Mutex
-	lastReload time.Time
+	reloadMu sync.Mutex
+	createMu sync.Mutex
 
 	mu      sync.RWMutex
 	keys    map[uint32]cipher.AEAD
 	current map[string]uint32 // scope -> key number new data is sealed with
 	rows    []store.SealKey
 	next    uint32
-	index   []byte // blind-index HMAC key
+	index   *blinder // blind-index HMAC key
 }
 
 // Open unwraps the store's data keys with kek, creating the group and
@@ -76,7 +77,7 @@ func Open(ctx context.Context, st KeyStore, kek KEK) (*Keyring, error) {
 		}
 	}
 	if len(missing) > 0 {
-		if err := k.create(ctx, missing...); err != nil {
+		if err := k.create(ctx, false, missing...); err != nil {
 			return nil, err
 		}
 	}
@@ -92,14 +93,15 @@ func wrapAD(num uint32, scope string) []byte {
 // key-encryption key with kek when the stored keys were rewrapped.
 func (k *Keyring) ReloadWith(kek func() (KEK, error)) { k.reloadKEK = kek }
 
-// Reload rereads the data keys from the store (at most once a second).
+// Reload rereads the data keys from the store, and the key-encryption key
+// when the stored keys were rewrapped by another process.
 func (k *Keyring) Reload(ctx context.Context) error {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
-	if time.Since(k.lastReload) < time.Second {
-		return nil
-	}
-	k.lastReload = time.Now()
+	return k.reload(ctx)
+}
+
+func (k *Keyring) reload(ctx context.Context) error {
 	err := k.load(ctx)
 	if err != nil && k.reloadKEK != nil {
 		kek, kerr := k.reloadKEK()
@@ -114,6 +116,31 @@ func (k *Keyring) Reload(ctx context.Context) error {
 	return err
 }
 
+// keyFor returns data key num, rereading the keys once if another process
+// made it since (concurrent readers wait for one reread).
+func (k *Keyring) keyFor(ctx context.Context, num uint32) (cipher.AEAD, error) {
+	k.mu.RLock()
+	a := k.keys[num]
+	k.mu.RUnlock()
+	if a != nil {
+		return a, nil
+	}
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	k.mu.RLock()
+	a = k.keys[num]
+	k.mu.RUnlock()
+	if a != nil {
+		return a, nil
+	}
+	if err := k.reload(ctx); err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.keys[num], nil
+}
+
 func (k *Keyring) load(ctx context.Context) error {
 	rows, err := k.st.SealKeys(ctx)
 	if err != nil {
@@ -124,7 +151,7 @@ func (k *Keyring) load(ctx context.Context) error {
 	k.mu.RUnlock()
 	keys := map[uint32]cipher.AEAD{}
 	current := map[string]uint32{}
-	var index []byte
+	var index *blinder
 	var next uint32 = 1
 	for _, r := range rows {
 		if r.KEK != kek.ID() {
@@ -135,7 +162,7 @@ func (k *Keyring) load(ctx context.Context) error {
 			return fmt.Errorf("seal: data key %d does not unwrap with key %s: the key file is wrong or the key table was altered", r.Num, kek.ID())
 		}
 		if r.Scope == IndexScope {
-			index = raw
+			index = newBlinder(raw)
 		} else if keys[r.Num], err = newAEAD(raw); err != nil {
 			return err
 		}
@@ -162,50 +189,62 @@ func (k *Keyring) Status() (kek string, keys []store.SealKey) {
 	return k.kek.ID(), out
 }
 
-// create makes new current keys for scopes (retiring their previous ones)
-// and stores them wrapped.
-func (k *Keyring) create(ctx context.Context, scopes ...string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var put []store.SealKey
-	now := time.Now().UTC()
-	for _, sc := range scopes {
-		if old, ok := k.current[sc]; ok {
-			for i := range k.rows {
-				if k.rows[i].Num == old {
-					k.rows[i].Retired = true
-					put = append(put, k.rows[i])
+// create makes new current keys for scopes (retiring their previous ones;
+// without replace, scopes that have a key by now are left alone) and stores
+// them wrapped. Numbers are taken from the store's: when another instance
+// took the same number first, the keys are reread and the creation retried.
+func (k *Keyring) create(ctx context.Context, replace bool, scopes ...string) error {
+	k.createMu.Lock()
+	defer k.createMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		k.mu.RLock()
+		next, kek := k.next, k.kek
+		var put []store.SealKey
+		var todo []string
+		for _, sc := range scopes {
+			old, ok := k.current[sc]
+			if ok && !replace {
+				continue
+			}
+			todo = append(todo, sc)
+			for _, r := range k.rows {
+				if ok && r.Num == old {
+					r.Retired = true
+					r.Wrapped = slices.Clone(r.Wrapped)
+					put = append(put, r)
 				}
 			}
 		}
-		raw := make([]byte, 32)
-		if _, err := rand.Read(raw); err != nil {
-			return err
+		k.mu.RUnlock()
+		if len(todo) == 0 {
+			return nil
 		}
-		num := k.next
-		w, err := k.kek.Wrap(raw, wrapAD(num, sc))
+		now := time.Now().UTC()
+		for _, sc := range todo {
+			raw := make([]byte, 32)
+			if _, err := rand.Read(raw); err != nil {
+				return err
+			}
+			w, err := kek.Wrap(raw, wrapAD(next, sc))
+			if err != nil {
+				return fmt.Errorf("seal: wrap: %w", err)
+			}
+			put = append(put, store.SealKey{Num: next, Scope: sc, KEK: kek.ID(), Wrapped: w, Created: now})
+			next++
+		}
+		err := k.st.PutSealKeys(ctx, put)
+		if errors.Is(err, store.ErrExists) && attempt < 10 {
+			if err := k.load(ctx); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("seal: wrap: %w", err)
+			return fmt.Errorf("seal: store keys: %w", err)
 		}
-		row := store.SealKey{Num: num, Scope: sc, KEK: k.kek.ID(), Wrapped: w, Created: now}
-		put = append(put, row)
-		k.rows = append(k.rows, row)
-		k.next++
-		if sc == IndexScope {
-			k.index = raw
-		} else if k.keys[num], err = newAEAD(raw); err != nil {
-			return err
-		}
-		k.current[sc] = num
+		// The new keys, and whatever other instances made meanwhile.
+		return k.load(ctx)
 	}
-	if err := k.st.PutSealKeys(ctx, put); err != nil {
-		// Nothing was sealed with the new keys yet: forget them.
-		k.mu.Unlock()
-		lerr := k.load(ctx)
-		k.mu.Lock()
-		return errors.Join(fmt.Errorf("seal: store keys: %w", err), lerr)
-	}
-	return nil
 }
 
 // ad binds a sealed value to its record and field.
@@ -237,7 +276,7 @@ func (k *Keyring) Seal(ctx context.Context, typ, id string, ver int, scope, fiel
 		_, ok = k.current[scope]
 		k.mu.RUnlock()
 		if !ok {
-			if err := k.create(ctx, scope); err != nil {
+			if err := k.create(ctx, false, scope); err != nil {
 				return nil, err
 			}
 		}
@@ -265,17 +304,9 @@ func (k *Keyring) Open(typ, id string, ver int, field string, sealed []byte) ([]
 		return nil, fmt.Errorf("%w %s/%s version %d (%s): not a sealed value", ErrOpen, typ, id, ver, field)
 	}
 	num := binary.BigEndian.Uint32(sealed[1:5])
-	k.mu.RLock()
-	a := k.keys[num]
-	k.mu.RUnlock()
-	if a == nil {
-		// Made by another process since: reread the keys.
-		if err := k.Reload(context.Background()); err != nil {
-			return nil, fmt.Errorf("%w %s/%s version %d (%s): data key %d: %w", ErrOpen, typ, id, ver, field, num, err)
-		}
-		k.mu.RLock()
-		a = k.keys[num]
-		k.mu.RUnlock()
+	a, err := k.keyFor(context.Background(), num)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s/%s version %d (%s): data key %d: %w", ErrOpen, typ, id, ver, field, num, err)
 	}
 	if a == nil {
 		return nil, fmt.Errorf("%w %s/%s version %d (%s): unknown data key %d", ErrOpen, typ, id, ver, field, num)
@@ -307,7 +338,7 @@ func (k *Keyring) Ensure(ctx context.Context, scopes ...string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return k.create(ctx, missing...)
+	return k.create(ctx, false, missing...)
 }
 
 // Current reports whether a sealed value uses the current key of its
@@ -332,19 +363,37 @@ func (k *Keyring) Current(sealed []byte) bool {
 // of HMAC-SHA-256, base64url.
 func (k *Keyring) Blind(kind, v string) string {
 	k.mu.RLock()
-	key := k.index
+	b := k.index
 	k.mu.RUnlock()
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(kind))
-	m.Write([]byte{0})
-	m.Write([]byte(v))
-	return kind + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+	h := b.pool.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(v))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	b.pool.Put(h)
+	return kind + base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// blinder keeps HMAC states of the index key for reuse (hmac.New costs
+// more than hashing a name).
+type blinder struct{ pool sync.Pool }
+
+func newBlinder(key []byte) *blinder {
+	b := &blinder{}
+	b.pool.New = func() any { return hmac.New(sha256.New, key) }
+	return b
 }
 
 // Rotate wraps every data key with next (the new key file) and makes new
 // current data keys for every scope but the index: new data is sealed
 // with them at once, old data stays readable until a reseal.
 func (k *Keyring) Rotate(ctx context.Context, next KEK) error {
+	// Every key in the table, also those other instances made.
+	if err := k.Reload(ctx); err != nil {
+		return err
+	}
 	k.mu.Lock()
 	var scopes []string
 	rows := make([]store.SealKey, len(k.rows))
@@ -371,5 +420,5 @@ func (k *Keyring) Rotate(ctx context.Context, next KEK) error {
 	k.mu.Lock()
 	k.kek, k.rows = next, rows
 	k.mu.Unlock()
-	return k.create(ctx, scopes...)
+	return k.create(ctx, true, scopes...)
 }

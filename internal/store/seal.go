@@ -59,14 +59,22 @@ func (s *SQL) SealKeys(ctx context.Context) ([]SealKey, error) {
 	return out, rows.Err()
 }
 
-// PutSealKeys inserts or replaces wrapped data keys, all or none.
+// PutSealKeys inserts new wrapped data keys and updates known ones (a key
+// is known by its number, scope and creation time), all or none. A number
+// another key holds fails with ErrExists: instances sharing a database
+// number their keys from the table, and retry.
 func (s *SQL) PutSealKeys(ctx context.Context, keys []SealKey) error {
 	return s.execAuth(ctx, func(tx wtx) error {
 		for _, k := range keys {
-			if err := tx.Exec(`INSERT INTO seal_keys (num, scope, kek, wrapped, created, retired) VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (num) DO UPDATE SET kek = excluded.kek, wrapped = excluded.wrapped, retired = excluded.retired`,
-				int64(k.Num), k.Scope, k.KEK, k.Wrapped, micros(k.Created), bool01(k.Retired)); err != nil {
+			n, err := tx.ExecN(`INSERT INTO seal_keys (num, scope, kek, wrapped, created, retired) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (num) DO UPDATE SET kek = excluded.kek, wrapped = excluded.wrapped, retired = excluded.retired
+				WHERE seal_keys.scope = excluded.scope AND seal_keys.created = excluded.created`,
+				int64(k.Num), k.Scope, k.KEK, k.Wrapped, micros(k.Created), bool01(k.Retired))
+			if err != nil {
 				return fmt.Errorf("store: seal keys: %w", err)
+			}
+			if n == 0 {
+				return fmt.Errorf("store: seal key %d: %w", k.Num, ErrExists)
 			}
 		}
 		return nil
