@@ -50,9 +50,9 @@ type Keyring struct {
 	kek KEK
 	// reloadKEK, when set, rereads the key-encryption key (the key file
 	// after another process rotated it).
-	reloadKEK  func() (KEK, error)
-	reloadMu sync.Mutex
-	createMu sync.Mutex
+	reloadKEK func() (KEK, error)
+	reloadMu  sync.Mutex
+	createMu  sync.Mutex
 
 	mu      sync.RWMutex
 	keys    map[uint32]cipher.AEAD
