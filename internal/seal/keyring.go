@@ -102,6 +102,15 @@ func (k *Keyring) Reload(ctx context.Context) error {
 }
 
 func (k *Keyring) reload(ctx context.Context) error {
+	// Serialised with key creation: a reread that started before a new key
+	// was stored must not install its older view after it.
+	k.createMu.Lock()
+	defer k.createMu.Unlock()
+	return k.reloadLocked(ctx)
+}
+
+// reloadLocked is reload with createMu held.
+func (k *Keyring) reloadLocked(ctx context.Context) error {
 	err := k.load(ctx)
 	if err != nil && k.reloadKEK != nil {
 		kek, kerr := k.reloadKEK()
@@ -196,6 +205,11 @@ func (k *Keyring) Status() (kek string, keys []store.SealKey) {
 func (k *Keyring) create(ctx context.Context, replace bool, scopes ...string) error {
 	k.createMu.Lock()
 	defer k.createMu.Unlock()
+	return k.createLocked(ctx, replace, scopes...)
+}
+
+// createLocked is create with createMu held.
+func (k *Keyring) createLocked(ctx context.Context, replace bool, scopes ...string) error {
 	for attempt := 0; ; attempt++ {
 		k.mu.RLock()
 		next, kek := k.next, k.kek
@@ -267,23 +281,24 @@ const FieldResource = "resource"
 // data key of scope (a facility id; "" or a facility without a key yet
 // gets one made on first use).
 func (k *Keyring) Seal(ctx context.Context, typ, id string, ver int, scope, field string, plain []byte) ([]byte, error) {
+	if scope == IndexScope {
+		return nil, fmt.Errorf("seal: %q is the blind-index key's scope, not a facility", scope)
+	}
 	k.mu.RLock()
 	num, ok := k.current[scope]
 	a := k.keys[num]
 	k.mu.RUnlock()
-	if !ok {
-		k.mu.RLock()
-		_, ok = k.current[scope]
-		k.mu.RUnlock()
-		if !ok {
-			if err := k.create(ctx, false, scope); err != nil {
-				return nil, err
-			}
+	if !ok || a == nil {
+		if err := k.create(ctx, false, scope); err != nil {
+			return nil, err
 		}
 		k.mu.RLock()
 		num = k.current[scope]
 		a = k.keys[num]
 		k.mu.RUnlock()
+		if a == nil {
+			return nil, fmt.Errorf("seal: no data key for scope %q", scope)
+		}
 	}
 	out := make([]byte, 5, 5+a.NonceSize()+len(plain)+a.Overhead())
 	out[0] = formatV1
@@ -390,35 +405,59 @@ func newBlinder(key []byte) *blinder {
 // current data keys for every scope but the index: new data is sealed
 // with them at once, old data stays readable until a reseal.
 func (k *Keyring) Rotate(ctx context.Context, next KEK) error {
-	// Every key in the table, also those other instances made.
-	if err := k.Reload(ctx); err != nil {
+	k.createMu.Lock()
+	defer k.createMu.Unlock()
+	if err := k.reloadLocked(ctx); err != nil {
 		return err
 	}
+	k.mu.RLock()
+	old := k.kek
+	k.mu.RUnlock()
+	// Rewrap every row of the table, again until none is left under the
+	// old key (another instance may make a key meanwhile).
+	for attempt := 0; ; attempt++ {
+		rows, err := k.st.SealKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("seal: rotate: %w", err)
+		}
+		var put []store.SealKey
+		for _, r := range rows {
+			if r.KEK == next.ID() {
+				continue
+			}
+			raw, err := old.Unwrap(r.Wrapped, wrapAD(r.Num, r.Scope))
+			if err != nil {
+				return fmt.Errorf("seal: rotate: data key %d does not unwrap with key %s: %w", r.Num, old.ID(), err)
+			}
+			if r.Wrapped, err = next.Wrap(raw, wrapAD(r.Num, r.Scope)); err != nil {
+				return fmt.Errorf("seal: rotate: %w", err)
+			}
+			r.KEK = next.ID()
+			put = append(put, r)
+		}
+		if len(put) == 0 {
+			break
+		}
+		if attempt == 10 {
+			return fmt.Errorf("seal: rotate: keys keep appearing under the old key")
+		}
+		if err := k.st.PutSealKeys(ctx, put); err != nil {
+			return fmt.Errorf("seal: rotate: %w", err)
+		}
+	}
 	k.mu.Lock()
+	k.kek = next
+	k.mu.Unlock()
+	if err := k.load(ctx); err != nil {
+		return err
+	}
+	k.mu.RLock()
 	var scopes []string
-	rows := make([]store.SealKey, len(k.rows))
-	copy(rows, k.rows)
 	for sc := range k.current {
 		if sc != IndexScope {
 			scopes = append(scopes, sc)
 		}
 	}
-	k.mu.Unlock()
-	for i, r := range rows {
-		raw, err := k.kek.Unwrap(r.Wrapped, wrapAD(r.Num, r.Scope))
-		if err != nil {
-			return fmt.Errorf("seal: rotate: key %d: %w", r.Num, err)
-		}
-		if rows[i].Wrapped, err = next.Wrap(raw, wrapAD(r.Num, r.Scope)); err != nil {
-			return fmt.Errorf("seal: rotate: %w", err)
-		}
-		rows[i].KEK = next.ID()
-	}
-	if err := k.st.PutSealKeys(ctx, rows); err != nil {
-		return fmt.Errorf("seal: rotate: %w", err)
-	}
-	k.mu.Lock()
-	k.kek, k.rows = next, rows
-	k.mu.Unlock()
-	return k.create(ctx, true, scopes...)
+	k.mu.RUnlock()
+	return k.createLocked(ctx, true, scopes...)
 }
