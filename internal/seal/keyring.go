@@ -374,8 +374,9 @@ func (k *Keyring) Current(sealed []byte) bool {
 }
 
 // Blind is the blind-index value of v (already normalised) under kind (a
-// short tag: "=" whole value, "^" prefix, "3" trigram, "t" token): 128 bits
-// of HMAC-SHA-256, base64url.
+// short tag: "=" whole value, "^" prefix, "3" trigram, "t" token): 96 bits
+// of HMAC-SHA-256, base64url (16 characters: two values of a group share
+// one by chance with a probability far below 10^-12).
 func (k *Keyring) Blind(kind, v string) string {
 	k.mu.RLock()
 	b := k.index
@@ -388,7 +389,7 @@ func (k *Keyring) Blind(kind, v string) string {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	b.pool.Put(h)
-	return kind + base64.RawURLEncoding.EncodeToString(sum[:16])
+	return kind + base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // blinder keeps HMAC states of the index key for reuse (hmac.New costs
