@@ -229,26 +229,29 @@ func (s *SQL) sealWrites(ctx context.Context, ws []Write) error {
 
 // seal seals ws; without newKeys, a facility without a data key yet gets
 // the group key (a bulk load holds the writer, which storing a new key
-// needs; `carnet keys reseal` moves such records to their facility's key).
+// needs).
 func (s *SQL) seal(ctx context.Context, ws []Write, newKeys bool) error {
 	if s.sealer == nil {
 		return nil
 	}
 	for i := range ws {
 		w := &ws[i]
-		if w.stored != nil {
+		if w.sealed {
 			continue
 		}
-		scope := KeyScope(w.Links)
-		if !newKeys && !s.sealer.Has(scope) {
-			scope = ""
-		}
-		b, err := s.sealer.Seal(ctx, w.Type, w.ID, w.Version, scope, fieldResource, w.Data)
-		if err != nil {
-			return err
+		if w.Data != nil { // a deletion has no body: NULL, as in clear
+			scope := KeyScope(w.Links)
+			if !newKeys && !s.sealer.Has(scope) {
+				scope = ""
+			}
+			b, err := s.sealer.Seal(ctx, w.Type, w.ID, w.Version, scope, fieldResource, w.Data)
+			if err != nil {
+				return err
+			}
+			w.stored = b
 		}
 		w.Index = s.blindEntries(w.Index)
-		w.stored = b
+		w.sealed = true
 	}
 	return nil
 }
@@ -263,7 +266,7 @@ func (s *SQL) storedData(w *Write) []byte {
 
 // openData opens a data column value read for typ/id version ver.
 func (s *SQL) openData(typ, id string, ver int, b []byte) ([]byte, error) {
-	if s.sealer == nil {
+	if s.sealer == nil || b == nil {
 		return b, nil
 	}
 	return s.sealer.Open(typ, id, ver, fieldResource, b)
@@ -507,8 +510,8 @@ func (s *SQL) Reseal(ctx context.Context, progress func(done, total int64)) (int
 			}
 			var todo []row
 			for _, r := range chunk {
-				if s.sealer.Current(r.data) {
-					continue
+				if r.data == nil || s.sealer.Current(r.data) {
+					continue // a deletion has no body
 				}
 				plain, err := s.sealer.Open(r.typ, r.id, r.ver, fieldResource, r.data)
 				if err != nil {

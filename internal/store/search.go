@@ -271,7 +271,7 @@ func (s *SQL) Search(ctx context.Context, q *fhir.Query, sc *Scope) (*Page, erro
 	if err != nil {
 		return nil, err
 	}
-	if s.sealer != nil && sortsOnString(q) && !q.SummaryCount && q.Count > 0 {
+	if sortsOnString(q) && !q.SummaryCount && q.Count > 0 {
 		return s.searchSortedInMemory(ctx, q, sc)
 	}
 	return s.search(ctx, q, sc)

@@ -97,7 +97,6 @@ const maxBatch = 1024
 // (one sorted build is much cheaper than millions of inserts). Every open
 // ensures they exist, in case a load was interrupted.
 var secondary = []struct{ name, def string }{
-	{"idx_str_pk", "idx_str (pk, p)"},
 	{"idx_date_pk", "idx_date (pk, p)"},
 	{"resources_updated", "resources (rtype, updated)"},
 	{"resources_patient", "resources (patient, rtype)"},

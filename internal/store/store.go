@@ -47,8 +47,10 @@ type Write struct {
 	Index []fhir.IndexEntry
 	// Links are the care relationships the resource states (fhir.CareLinks).
 	Links []fhir.CareLink
-	// stored is the sealed resource (with a Sealer), set by sealWrites.
+	// stored is the sealed resource (with a Sealer), set by sealWrites;
+	// sealed says sealWrites has run (Index is blind).
 	stored []byte
+	sealed bool
 }
 
 // Page is one page of search results.

@@ -469,15 +469,14 @@ func (s *SQL) applyOne(tx wtx, w *Write, ir *indexRows) error {
 	return nil
 }
 
-// unindex removes the index rows of pk. String and date rows go by pk (they
-// have a (pk, p) index); token and reference rows, the bulk of the index,
-// have none, so they are deleted by exact key, re-extracted from the current
-// version's JSON (old, nil for a deleted resource, which has no rows).
+// unindex removes the index rows of pk. Date rows go by pk (they have a
+// (pk, p) index); string, token and reference rows, the bulk of the index,
+// have none, so they are deleted by exact key, re-extracted (and blinded)
+// from the current version's JSON (old, nil for a deleted resource, which
+// has no rows).
 func (s *SQL) unindex(tx wtx, pk int64, old []byte) error {
-	for _, t := range []string{"idx_str", "idx_date"} {
-		if err := tx.Exec(`DELETE FROM `+t+` WHERE pk = ?`, pk); err != nil {
-			return fmt.Errorf("store: unindex: %w", err)
-		}
+	if err := tx.Exec(`DELETE FROM idx_date WHERE pk = ?`, pk); err != nil {
+		return fmt.Errorf("store: unindex: %w", err)
 	}
 	if old == nil {
 		return nil
@@ -494,6 +493,8 @@ func (s *SQL) unindex(tx wtx, pk int64, old []byte) error {
 		switch e.Type {
 		case fhir.Token:
 			err = tx.Exec(`DELETE FROM idx_tok WHERE p = ? AND code = ? AND sys = ? AND pk = ?`, e.Param, e.S, e.Sys, pk)
+		case fhir.String:
+			err = tx.Exec(`DELETE FROM idx_str WHERE p = ? AND v = ? AND pk = ?`, e.Param, e.S, pk)
 		case fhir.Reference:
 			err = tx.Exec(`DELETE FROM idx_ref WHERE p = ? AND v = ? AND pk = ?`, e.Param, e.S, pk)
 		}
