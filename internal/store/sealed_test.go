@@ -1185,16 +1185,7 @@ func TestRotateAndResealWhileServing(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st2.Close()
-		old, err := seal.LoadKeyFile(f.oldPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kr2, err := seal.Open(ctx, st2, old)
-		if err != nil {
-			t.Fatalf("second instance: seal.Open: %v", err)
-		}
-		kr2.ReloadWith(func() (seal.KEK, error) { return seal.LoadKeyFile(newPath) })
-		st2.UseSealer(kr2)
+		kr2 := unsealWith(t, st2, f.oldPath, newPath)
 		f.verifyAll(t, st2, "second instance before the rotation")
 
 		raw, err := sql.Open("pgx", u)

@@ -37,17 +37,7 @@ func TestSealKeysAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		k, err := seal.LoadKeyFile(keyPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kr, err := seal.Open(ctx, st, k)
-		if err != nil {
-			t.Fatalf("seal.Open: %v", err)
-		}
-		kr.ReloadWith(func() (seal.KEK, error) { return seal.LoadKeyFile(keyPath) })
-		st.UseSealer(kr)
-		return st, kr
+		return st, unsealWith(t, st, keyPath, keyPath)
 	}
 	a, kra := open()
 	b, _ := open()
@@ -151,4 +141,22 @@ func TestSealKeysAcrossInstances(t *testing.T) {
 	if reads.Load() == 0 {
 		t.Fatal("no reads")
 	}
+}
+
+// unsealWith opens st's keys with the key file at path, rereading the key
+// file at reload (after another process rotated) when it meets an unknown
+// key, as carnet serve does.
+func unsealWith(t *testing.T, st *store.SQL, path, reload string) *seal.Keyring {
+	t.Helper()
+	k, err := seal.LoadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := seal.Open(t.Context(), st, k)
+	if err != nil {
+		t.Fatalf("seal.Open: %v", err)
+	}
+	kr.ReloadWith(func() (seal.KEK, error) { return seal.LoadKeyFile(reload) })
+	st.UseSealer(kr)
+	return kr
 }
