@@ -927,12 +927,7 @@ func TestReloadConcurrentNewScope(t *testing.T) {
 	if keyNum(again) != keyNum(mid) {
 		t.Errorf("F9 sealed with key %d, then %d", keyNum(mid), keyNum(again))
 	}
-	cur := 0
-	for _, r := range scopeRows(st.rows(), "F9") {
-		if !r.Retired {
-			cur++
-		}
-	}
+	cur := currentRows(st.rows(), "F9")
 	if cur != 1 {
 		t.Errorf("scope F9 has %d current stored keys, want 1", cur)
 	}
@@ -1081,12 +1076,7 @@ func TestConcurrentFirstSealOfScope(t *testing.T) {
 		mustOpen(t, k, "Patient", "p", i, FieldResource, b, []byte{byte(i)})
 		mustOpen(t, f, "Patient", "p", i, FieldResource, b, []byte{byte(i)})
 	}
-	cur := 0
-	for _, r := range scopeRows(st.rows(), "NEW") {
-		if !r.Retired {
-			cur++
-		}
-	}
+	cur := currentRows(st.rows(), "NEW")
 	if cur != 1 {
 		t.Errorf("scope NEW has %d current keys", cur)
 	}
@@ -1236,4 +1226,15 @@ func TestRotateRewrapsOtherInstancesKeys(t *testing.T) {
 		t.Error("other instance's FB key not retired by the rotation")
 	}
 	mustOpen(t, a, "Patient", "pb", 1, FieldResource, vb, []byte("from b"))
+}
+
+// currentRows counts the stored keys of scope that are not retired.
+func currentRows(rows []store.SealKey, scope string) int {
+	n := 0
+	for _, r := range scopeRows(rows, scope) {
+		if !r.Retired {
+			n++
+		}
+	}
+	return n
 }

@@ -197,14 +197,24 @@ func (s *SQL) resetWriter() {
 	}
 }
 
+// writerConn opens the writer's dedicated connection if it is not open.
+// Call with wmu held.
+func (s *SQL) writerConn(ctx context.Context) error {
+	if s.wconn != nil {
+		return nil
+	}
+	c, err := s.wdb.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: writer connection: %w", err)
+	}
+	s.wconn, s.wst = c, map[string]*sql.Stmt{}
+	return nil
+}
+
 // inTx runs fn in a transaction on the writer connection. Call with wmu held.
 func (s *SQL) inTx(fn func(tx wtx) error) error {
-	if s.wconn == nil {
-		c, err := s.wdb.Conn(context.Background())
-		if err != nil {
-			return fmt.Errorf("store: writer connection: %w", err)
-		}
-		s.wconn, s.wst = c, map[string]*sql.Stmt{}
+	if err := s.writerConn(context.Background()); err != nil {
+		return err
 	}
 	tx := wtx{s: s}
 	begin := s.d.Begin
@@ -856,12 +866,8 @@ func (s *SQL) insertResources(tx wtx, ws []Write) ([]int64, error) {
 func (s *SQL) WriterSetting(ctx context.Context, query string, dest ...any) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.wconn == nil {
-		c, err := s.wdb.Conn(ctx)
-		if err != nil {
-			return fmt.Errorf("store: writer connection: %w", err)
-		}
-		s.wconn, s.wst = c, map[string]*sql.Stmt{}
+	if err := s.writerConn(ctx); err != nil {
+		return err
 	}
 	return s.wconn.QueryRowContext(ctx, query).Scan(dest...)
 }
