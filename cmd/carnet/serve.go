@@ -21,6 +21,7 @@ import (
 	"carnet/internal/api"
 	"carnet/internal/audit"
 	"carnet/internal/auth"
+	"carnet/internal/guard"
 	"carnet/internal/load"
 	"carnet/internal/policy"
 	"carnet/internal/record"
@@ -173,12 +174,16 @@ type serveOptions struct {
 	careWindow, breakGlass time.Duration
 	insecureOpen           bool
 	witness                string
+	webhook                string
+	noGuard                bool
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.careWindow, "care-window", 30*24*time.Hour, "how long after an encounter ends its participants keep access to the patient")
 	fs.DurationVar(&o.breakGlass, "break-glass-max", 4*time.Hour, "longest break-the-glass grant")
 	fs.BoolVar(&o.insecureOpen, "insecure-open", false, "serve WITHOUT authentication or access control (benchmark baseline and tests; refused unless --addr is loopback)")
+	fs.StringVar(&o.webhook, "alert-webhook", os.Getenv("CARNET_ALERT_WEBHOOK"), "URL the guard POSTs every alert to as JSON (env CARNET_ALERT_WEBHOOK)")
+	fs.BoolVar(&o.noGuard, "insecure-no-guard", false, "serve WITHOUT the exfiltration guard (benchmark baseline only; refused unless --addr is loopback)")
 }
 
 func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, stdout, stderr io.Writer) error {
@@ -188,12 +193,36 @@ func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, std
 		debug.SetGCPercent(400)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if so.insecureOpen {
+	loopback := func() bool {
 		host, _, err := net.SplitHostPort(addr)
-		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		ip := net.ParseIP(host)
+		return err == nil && (host == "localhost" || (ip != nil && ip.IsLoopback()))
+	}
+	if so.insecureOpen {
+		if !loopback() {
 			return fmt.Errorf("--insecure-open serves patient data to anyone: only on a loopback --addr (127.0.0.1:PORT)")
 		}
 		logger.Warn("SERVING WITHOUT AUTHENTICATION OR ACCESS CONTROL (--insecure-open): benchmark and test use only")
+	}
+	var grd *guard.Guard
+	if !so.insecureOpen {
+		if so.noGuard {
+			if !loopback() {
+				return fmt.Errorf("--insecure-no-guard lets a stolen account walk every patient it reaches: only on a loopback --addr (127.0.0.1:PORT)")
+			}
+			logger.Warn("SERVING WITHOUT THE EXFILTRATION GUARD (--insecure-no-guard): benchmark baseline only")
+		} else {
+			gopt := guard.Options{Logger: logger}
+			if so.webhook != "" {
+				wh := guard.NewWebhook(so.webhook, nil, logger)
+				defer wh.Close()
+				gopt.Alerts = append(gopt.Alerts, wh)
+			}
+			grd = guard.New(st, gopt)
+			gctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go guard.Housekeep(gctx, st, logger)
+		}
 	}
 	pol := policy.New(st)
 	if so.careWindow > 0 {
@@ -219,7 +248,7 @@ func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, std
 	srv := &http.Server{
 		Handler: api.New(st, api.Options{Logger: logger, Version: version,
 			Auth: auth.NewService(st, auth.Options{Logger: logger}), Policy: pol, Admin: st,
-			InsecureOpen: so.insecureOpen, MaxBreakGlass: so.breakGlass, Audit: auditor}),
+			InsecureOpen: so.insecureOpen, MaxBreakGlass: so.breakGlass, Audit: auditor, Guard: grd, Alerts: st}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,
@@ -297,7 +326,17 @@ func seedStore(ctx context.Context, st store.Store, kr *seal.Keyring, f seedFlag
 			}
 		})
 	bar.Finish()
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	if cs, ok := st.(load.CanaryStore); ok {
+		n, err := load.Canaries(ctx, cs, synth.New(synth.Config{Seed: f.seed, Patients: f.patients}), load.CanariesPerFacility)
+		if err != nil {
+			return res, err
+		}
+		fmt.Fprintf(stderr, "%d canary patients planted (%d per facility): opening one suspends the account\n", n, load.CanariesPerFacility)
+	}
+	return res, nil
 }
 
 func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error {

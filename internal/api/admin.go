@@ -503,6 +503,9 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fhir.NotFound("Patient/%s does not exist", id))
 		return
 	}
+	if !s.breakGlassGuard(w, r, id) {
+		return
+	}
 	now := time.Now().UTC()
 	g := &store.BreakGlass{ID: fhir.NewID(), Account: p.AccountID, Patient: id, Reason: in.Reason, Detail: strings.TrimSpace(in.Detail), Created: now, Expires: now.Add(dur)}
 	if err := s.admin.CreateBreakGlass(r.Context(), g); err != nil {

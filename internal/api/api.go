@@ -21,6 +21,7 @@ import (
 
 	"carnet/internal/auth"
 	"carnet/internal/fhir"
+	"carnet/internal/guard"
 	"carnet/internal/policy"
 	"carnet/internal/record"
 	"carnet/internal/store"
@@ -51,6 +52,12 @@ type Options struct {
 	// Audit receives one entry per request before its response leaves
 	// (nil: no audit log, only with InsecureOpen).
 	Audit Auditor
+	// Guard sees every patient a response would disclose before it is
+	// disclosed and may refuse it (nil: no guard, only with InsecureOpen
+	// or the benchmark's --insecure-no-guard baseline).
+	Guard *guard.Guard
+	// Alerts is the guard's alert queue, for the security officer.
+	Alerts AlertRepo
 }
 
 // Server serves the FHIR API.
@@ -66,6 +73,7 @@ type Server struct {
 	pol     *policy.Decider
 	admin   AdminRepo
 	auditor Auditor
+	guard   *guard.Guard
 	closed  bool
 }
 
@@ -88,7 +96,7 @@ func New(st store.Store, opt Options) *Server {
 		opt.MaxBreakGlass = 4 * time.Hour
 	}
 	s := &Server{rec: record.New(st), st: st, opt: opt, log: opt.Logger, mux: http.NewServeMux(),
-		auth: opt.Auth, pol: opt.Policy, admin: opt.Admin, auditor: opt.Audit}
+		auth: opt.Auth, pol: opt.Policy, admin: opt.Admin, auditor: opt.Audit, guard: opt.Guard}
 	// Deny by default: without the security components, nothing but the
 	// public routes answers.
 	s.closed = !opt.InsecureOpen && (s.auth == nil || s.pol == nil || s.admin == nil || s.auditor == nil)
@@ -140,7 +148,9 @@ func (s *Server) routes() {
 	s.public("POST /auth/token", s.audited(s.token))
 	s.public("POST /auth/revoke", s.audited(s.revoke))
 	s.handle("GET /auth/me", s.me)
+	s.handle("POST /auth/step-up", s.stepUp)
 	s.adminRoutes()
+	s.guardRoutes()
 	s.proofRoutes()
 }
 

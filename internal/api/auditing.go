@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,8 @@ type auditRec struct {
 	// committed: the entry was appended with the request's writes, in the
 	// same transaction (the writer must not append it again).
 	committed bool
+	// guarded: the handler already asked the guard (break-the-glass).
+	guarded bool
 }
 
 type auditKey struct{}
@@ -99,6 +102,9 @@ var actions = map[string]string{
 	"POST /admin/role-requests/{id}/approve":    "role-approve",
 	"POST /admin/role-requests/{id}/reject":     "role-reject",
 	"POST /security/break-glass/{id}/review":    "break-the-glass-review",
+	"POST /auth/step-up":                        "step-up",
+	"GET /security/alerts":                      "alert-list",
+	"POST /security/alerts/{id}/acknowledge":    "alert-acknowledge",
 }
 
 // audited wraps a handler so that its response leaves only after the
@@ -216,6 +222,10 @@ func (w *auditWriter) WriteHeader(status int) {
 		w.ResponseWriter.WriteHeader(status)
 		return
 	}
+	if refusal := w.s.guardResponse(w.r, w.rec, status); refusal != nil {
+		w.refuse(refusal)
+		return
+	}
 	w.rec.finish(status)
 	if _, err := w.s.auditor.Append(context.WithoutCancel(w.r.Context()), &w.rec.e); err != nil {
 		w.failed = true
@@ -232,6 +242,36 @@ func (w *auditWriter) WriteHeader(status int) {
 		return
 	}
 	w.ResponseWriter.WriteHeader(status)
+}
+
+// refuse replaces the handler's response by the guard's refusal: the
+// patients the handler prepared are not disclosed, and the entry says so.
+func (w *auditWriter) refuse(f *refusal) {
+	w.rec.patients = map[string]bool{}
+	w.rec.types = map[string]map[string]bool{}
+	w.rec.finish(f.err.Status)
+	w.failed = true // the handler's body is swallowed
+	h := w.ResponseWriter.Header()
+	for _, k := range []string{"Content-Length", "ETag", "Location", "Last-Modified", "Content-Location"} {
+		h.Del(k)
+	}
+	if _, err := w.s.auditor.Append(context.WithoutCancel(w.r.Context()), &w.rec.e); err != nil {
+		w.s.log.ErrorContext(w.r.Context(), "audit append failed: request refused", "route", w.rec.e.Route, "err", err)
+		body := fhir.Errorf(http.StatusServiceUnavailable, "transient", "the audit log cannot be written: nothing is disclosed; try again later").Outcome().JSON()
+		h.Set("Content-Type", fhirJSON)
+		h.Set("Retry-After", "5")
+		w.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+		w.ResponseWriter.Write(body)
+		return
+	}
+	for k, v := range f.headers {
+		h.Set(k, v)
+	}
+	body := f.err.Outcome().JSON()
+	h.Set("Content-Type", fhirJSON)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.ResponseWriter.WriteHeader(f.err.Status)
+	w.ResponseWriter.Write(body)
 }
 
 func (w *auditWriter) Write(b []byte) (int, error) {

@@ -39,6 +39,9 @@ type Entry struct {
 	Purpose   string              `json:"purpose,omitempty"` // care, facility, break-the-glass:<grant>, approval:<id>
 	Subject   string              `json:"subject,omitempty"` // the account or grant a security action is about
 	Outcome   int                 `json:"outcome"`           // HTTP status
+	// Guard is what the exfiltration guard decided when it did more than
+	// allow: "step-up: ...", "suspend: ...", "flag: ...", "throttle: ...".
+	Guard string `json:"guard,omitempty"`
 }
 
 // Encode returns the canonical bytes of e.

@@ -466,3 +466,33 @@ func (s *Service) account(ctx context.Context, username string) (*store.Account,
 	}
 	return a, err
 }
+
+// ErrStepUpFailed: a step-up code was wrong, replayed or not a TOTP code.
+var ErrStepUpFailed = errors.New("the one-time code is wrong or was already used")
+
+// StepUp checks a fresh TOTP code (not a recovery code: a step-up proves the
+// authenticator is at hand now) for the username's active account. Each
+// time step is accepted once, as at login.
+func (s *Service) StepUp(ctx context.Context, username, otp string) error {
+	a, err := s.repo.AccountByUsername(ctx, normUser(username))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrUnauthenticated
+		}
+		return err
+	}
+	if a.Status != store.StatusActive {
+		return ErrUnauthenticated
+	}
+	if LooksLikeRecoveryCode(strings.TrimSpace(otp)) {
+		return ErrStepUpFailed
+	}
+	ok, err := s.checkSecondFactor(ctx, a, otp, s.opt.Now())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrStepUpFailed
+	}
+	return nil
+}
