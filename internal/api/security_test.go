@@ -88,7 +88,7 @@ type secWorld struct {
 	accountsByUsername []string
 }
 
-func newSecWorld(t *testing.T) *secWorld {
+func newSecWorld(t *testing.T, opts ...func(o *Options, st *store.SQL, clk *secClock)) *secWorld {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, t.TempDir())
@@ -101,7 +101,11 @@ func newSecWorld(t *testing.T) *secWorld {
 	svc := auth.NewService(st, auth.Options{Now: clk.Now})
 	pol := policy.New(st)
 	pol.Now = clk.Now
-	srv := New(st, Options{Auth: svc, Policy: pol, Admin: st, Audit: auditLog(t, st)})
+	o := Options{Auth: svc, Policy: pol, Admin: st, Audit: auditLog(t, st)}
+	for _, f := range opts {
+		f(&o, st, clk)
+	}
+	srv := New(st, o)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		hs.Close()
