@@ -54,7 +54,7 @@ func (s *Server) guardResponse(r *http.Request, a *auditRec, status int) *refusa
 	var d guard.Decision
 	var err error
 	switch {
-	case status < 300 && len(a.patients) > 0:
+	case status < 300 && len(a.patients) > 0 && !unguarded[a.e.Action]:
 		in.Patients = make([]string, 0, len(a.patients))
 		for p := range a.patients {
 			in.Patients = append(in.Patients, p)
@@ -75,6 +75,12 @@ func (s *Server) guardResponse(r *http.Request, a *auditRec, status int) *refusa
 	a.e.Guard = d.Note()
 	return refusalOf(d)
 }
+
+// unguarded are the actions whose responses the guard does not count:
+// writes answer with what the client sent (the policy decides them), and
+// the security officer's audit searches carry patient ids, not records.
+// Everything else that discloses a patient is counted.
+var unguarded = map[string]bool{"create": true, "update": true, "delete": true, "bundle": true, "audit-search": true}
 
 // refusalOf is what the client is told. It never says which limit was
 // crossed: the audit entry and the alert do.

@@ -140,8 +140,9 @@ type Guard struct {
 	opt Options
 	log *slog.Logger
 
-	mu    sync.Mutex
-	accts map[string]*account
+	mu        sync.Mutex
+	accts     map[string]*account
+	sightings map[string]int64 // account, kind -> the day it was last recorded
 
 	canaries atomic.Pointer[map[string]string]
 	canaryAt atomic.Int64 // unix nanos of the last canary load
@@ -184,7 +185,7 @@ func New(st Store, opt Options) *Guard {
 	if opt.BulkListing <= 0 {
 		opt.BulkListing = 10
 	}
-	return &Guard{st: st, opt: opt, log: opt.Logger, accts: map[string]*account{}}
+	return &Guard{st: st, opt: opt, log: opt.Logger, accts: map[string]*account{}, sightings: map[string]int64{}}
 }
 
 // Now is the guard's clock.
@@ -311,6 +312,7 @@ func (g *Guard) count(ctx context.Context, in Input, now time.Time) (Decision, e
 	if err != nil {
 		return Decision{}, fmt.Errorf("guard: %w", err)
 	}
+	g.sight(ctx, in, now)
 	lim := limitsFor(g.opt.Limits, in.Roles)
 	for i := range NumWindows {
 		if h := lim.Hard[i]; h > 0 && counts[i] > h {
@@ -321,8 +323,21 @@ func (g *Guard) count(ctx context.Context, in Input, now time.Time) (Decision, e
 		return Decision{Verdict: Throttle, RetryAfter: time.Minute,
 			Reason: fmt.Sprintf("%d patients in 1 minute, over %d", counts[Minute], lim.Soft[Minute])}, nil
 	}
+	// An unusual context (a client address or an hour of the day new to
+	// an account with a history) halves the soft limits. It is only looked
+	// up when halving could matter.
+	unusual := ""
+	for i := TenMinutes; i < NumWindows; i++ {
+		if counts[i] > lim.Soft[i]/2 {
+			unusual = g.unusual(ctx, in, now)
+			break
+		}
+	}
 	for i := TenMinutes; i < NumWindows; i++ {
 		soft := lim.Soft[i]
+		if unusual != "" {
+			soft = max(1, soft/2)
+		}
 		if counts[i] <= soft {
 			continue
 		}
@@ -336,7 +351,11 @@ func (g *Guard) count(ctx context.Context, in Input, now time.Time) (Decision, e
 				continue
 			}
 		}
-		return g.stepUp(ctx, in, now, fmt.Sprintf("%d patients in %s, over %d", counts[i], windowNames[i], soft))
+		reason := fmt.Sprintf("%d patients in %s, over %d", counts[i], windowNames[i], soft)
+		if unusual != "" {
+			reason += " (halved: " + unusual + ")"
+		}
+		return g.stepUp(ctx, in, now, reason)
 	}
 	for _, p := range ps {
 		a.known[p] = now
@@ -349,6 +368,52 @@ func (g *Guard) count(ctx context.Context, in Input, now time.Time) (Decision, e
 		}
 	}
 	return Decision{}, nil
+}
+
+// unusual says why the context of in is unusual for its account ("" if it
+// is not, or if the account has too little history to say): a client
+// address first seen in the last 24 hours, or an hour of the day (UTC) the
+// account was first active at in the last 24 hours, when it has a history.
+func (g *Guard) unusual(ctx context.Context, in Input, now time.Time) string {
+	if b, err := g.baseline(ctx, in.Account, now); err != nil || b == 0 {
+		return "" // no history: nothing is unusual yet
+	}
+	var why []string
+	for _, k := range contextKinds(in, now) {
+		counts, err := g.st.GuardEvent(ctx, in.Account, k[0], time.Time{}, []time.Time{now.Add(-Windows[Month]), now.Add(-24 * time.Hour)})
+		if err == nil && counts[0] == counts[1] {
+			why = append(why, k[1])
+		}
+	}
+	return strings.Join(why, ", ")
+}
+
+// contextKinds are the sightings of in: its client address and its hour.
+func contextKinds(in Input, now time.Time) [][2]string {
+	ks := [][2]string{{fmt.Sprintf("hour %02d", now.Hour()), fmt.Sprintf("unusual hour %02d:00 UTC", now.Hour())}}
+	if in.Client != "" {
+		ks = append(ks, [2]string{"client " + in.Client, "new client address " + in.Client})
+	}
+	return ks
+}
+
+// sight records the client address and hour of in for its account, at most
+// once a day each (per instance): the history unusual reads.
+func (g *Guard) sight(ctx context.Context, in Input, now time.Time) {
+	day := now.Unix() / 86400
+	for _, k := range contextKinds(in, now) {
+		key := in.Account + "\x00" + k[0]
+		g.mu.Lock()
+		seen := g.sightings[key] == day
+		g.sightings[key] = day
+		g.mu.Unlock()
+		if seen {
+			continue
+		}
+		if _, err := g.st.GuardEvent(ctx, in.Account, k[0], now, nil); err != nil {
+			g.log.ErrorContext(ctx, "guard: sighting", "err", err)
+		}
+	}
 }
 
 // baseline is the account's mean patients per active day over the last 14

@@ -496,3 +496,44 @@ func TestTwoInstancesShareCounts(t *testing.T) {
 		t.Fatalf("16 concurrent readers on two instances were given %d patients, want exactly %d", got, min(lim.Soft[guard.Minute], soft))
 	}
 }
+
+// An account with a history, at an hour and from an address it never used,
+// gets half the soft limits; the same account at its usual hour and
+// address gets them whole.
+func TestUnusualContextHalvesSoftLimits(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		w := newWorld(t, open, guard.Options{})
+		doc := w.account(t, "doc", "physician")
+		twin := w.account(t, "twin", "physician")
+		// Six working days at 08:00 from the usual address, 15 new
+		// patients a day, for both.
+		p := 0
+		for range 6 {
+			for range 15 {
+				for _, in := range []guard.Input{doc, twin} {
+					if d := w.check(t, in, pid(p)); d.Refused() {
+						t.Fatalf("history: %v", d.Verdict)
+					}
+					p++
+				}
+				w.clk.Add(20 * time.Second)
+			}
+			w.clk.Add(24*time.Hour - 15*20*time.Second)
+		}
+		soft := guard.DefaultLimits["physician"].Soft[guard.TenMinutes]
+		// Day seven at 08:00, usual address: the whole limit.
+		n, d := w.walk(t, twin, 200000, 100, 20*time.Second)
+		if n != soft || d.Verdict != guard.StepUp || strings.Contains(d.Reason, "halved") {
+			t.Fatalf("usual context: %d allowed then %v (%s), want %d", n, d.Verdict, d.Reason, soft)
+		}
+		// 03:00 the next night, from an address never seen: half.
+		w.clk.Add(19 * time.Hour)
+		night := doc
+		night.Client = "203.0.113.66"
+		n, d = w.walk(t, night, 100000, 100, 20*time.Second)
+		if n != soft/2 || d.Verdict != guard.StepUp || !strings.Contains(d.Reason, "halved") ||
+			!strings.Contains(d.Reason, "new client address 203.0.113.66") || !strings.Contains(d.Reason, "unusual hour 03:00") {
+			t.Fatalf("unusual context: %d allowed then %v (%s), want %d then a step-up naming both", n, d.Verdict, d.Reason, soft/2)
+		}
+	})
+}
