@@ -140,8 +140,9 @@ type Guard struct {
 	opt Options
 	log *slog.Logger
 
+	accts sync.Map // account id -> *account
+
 	mu        sync.Mutex
-	accts     map[string]*account
 	sightings map[string]int64 // account, kind -> the day it was last recorded
 
 	canaries atomic.Pointer[map[string]string]
@@ -185,29 +186,22 @@ func New(st Store, opt Options) *Guard {
 	if opt.BulkListing <= 0 {
 		opt.BulkListing = 10
 	}
-	return &Guard{st: st, opt: opt, log: opt.Logger, accts: map[string]*account{}, sightings: map[string]int64{}}
+	return &Guard{st: st, opt: opt, log: opt.Logger, sightings: map[string]int64{}}
 }
 
 // Now is the guard's clock.
 func (g *Guard) Now() time.Time { return g.opt.Now().UTC() }
 
 func (g *Guard) account(id string) *account {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	a := g.accts[id]
-	if a == nil {
-		a = &account{known: map[string]time.Time{}}
-		g.accts[id] = a
+	if a, ok := g.accts.Load(id); ok {
+		return a.(*account)
 	}
-	return a
+	a, _ := g.accts.LoadOrStore(id, &account{known: map[string]time.Time{}})
+	return a.(*account)
 }
 
 // forget drops what this instance remembers of an account (suspension).
-func (g *Guard) forget(id string) {
-	g.mu.Lock()
-	delete(g.accts, id)
-	g.mu.Unlock()
-}
+func (g *Guard) forget(id string) { g.accts.Delete(id) }
 
 // canaryOf returns the facility of patient if it is a canary. The list is
 // reloaded every minute (another instance or a seed may have added some).
