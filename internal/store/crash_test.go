@@ -24,10 +24,12 @@ import (
 	"time"
 
 	"carnet/internal/fhir"
+	"carnet/internal/load"
 	"carnet/internal/store"
 	"carnet/internal/store/postgres"
 	"carnet/internal/store/sqlite"
 	"carnet/internal/store/storetest"
+	"carnet/internal/synth"
 )
 
 const (
@@ -438,10 +440,12 @@ func TestCrashRecovery(t *testing.T) {
 			}
 
 			// nothing half-written; the count is bounded by what was sent
+			// carnet seed also plants the canary patients.
+			seededAll := crashSeeded + len(synth.New(synth.Config{Seed: 1, Patients: crashSeeded}).Facilities)*load.CanariesPerFacility
 			total, byID := allPatients(t, ctx, client, srv2.base)
-			if total < crashSeeded+len(acked) || total > crashSeeded+len(acked)+inFlight {
+			if total < seededAll+len(acked) || total > seededAll+len(acked)+inFlight {
 				t.Errorf("%d Patients after recovery, want %d seeded + %d acknowledged + at most %d in flight",
-					total, crashSeeded, len(acked), inFlight)
+					total, seededAll, len(acked), inFlight)
 			}
 			extra, seeded := 0, 0
 			for id, family := range byID {
@@ -461,8 +465,8 @@ func TestCrashRecovery(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d written but unacknowledged (in flight)", b.name, extra)
-			if seeded != crashSeeded {
-				t.Errorf("%d seeded Patients after recovery, want %d", seeded, crashSeeded)
+			if seeded != seededAll {
+				t.Errorf("%d seeded Patients (canaries included) after recovery, want %d", seeded, seededAll)
 			}
 			if status, body, err := getJSON(ctx, client, srv2.base+"/Patient?_summary=count"); err != nil || status != 200 ||
 				!bytes.Contains(body, []byte(fmt.Sprintf(`"total":%d`, total))) {
