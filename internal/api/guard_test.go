@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -276,4 +277,32 @@ func TestGuardBreakGlassAndProbingHTTP(t *testing.T) {
 		t.Fatalf("d2 after 25 refused reads: %s", a.Status)
 	}
 	secWant(t, gw.get(t, "/fhir/Patient/"+gw.A, d2.access), http.StatusUnauthorized, "after the suspension")
+}
+
+// failingGuardStore is a store whose guard counters cannot be written.
+type failingGuardStore struct{ *store.SQL }
+
+func (failingGuardStore) GuardTouch(context.Context, string, []string, time.Time, time.Time, []time.Time) ([]int, int, error) {
+	return nil, 0, errors.New("disk full")
+}
+
+// The guard fails closed: if it cannot count, nothing is disclosed (503),
+// and the entry says the guard could not decide.
+func TestGuardFailsClosed(t *testing.T) {
+	w := newSecWorld(t, func(o *Options, st *store.SQL, clk *secClock) {
+		o.Guard = guard.New(failingGuardStore{st}, guard.Options{Now: clk.Now})
+	})
+	d1 := w.login(t, "d1", "")
+	r := w.get(t, "/fhir/Patient/"+w.A, d1.access)
+	secWant(t, r, http.StatusServiceUnavailable, "read with a broken guard")
+	noPatientData(t, r, "read with a broken guard")
+	r = w.get(t, "/fhir/Observation?subject=Patient/"+w.A, d1.access)
+	secWant(t, r, http.StatusServiceUnavailable, "search with a broken guard")
+	noPatientData(t, r, "search with a broken guard")
+	a, _ := w.st.AccountByUsername(context.Background(), "d1")
+	rows, _ := w.st.FindAudit(context.Background(), store.AuditFilter{Account: a.ID})
+	e, err := audit.Decode(rows[len(rows)-1].Entry)
+	if err != nil || e.Outcome != http.StatusServiceUnavailable || len(e.Patients) != 0 || !strings.HasPrefix(e.Guard, "error") {
+		t.Fatalf("entry of the refused search: %+v %v", e, err)
+	}
 }
