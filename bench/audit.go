@@ -194,13 +194,13 @@ func oneLine(s string) string {
 func (r *report) auditMarkdown() string {
 	var b strings.Builder
 	b.WriteString("Every authenticated request appends one entry to the audit log (hash-chained, with signed checkpoints kept in the witness directory `DATA-witness`). ")
-	fmt.Fprintf(&b, "**audit verify** is `carnet audit verify --data STORE` on the SQLite store after the authentication comparison (its last server stopped): the entries it checked over the seconds it printed (goal >= %s entries/s). ", thousands(auditVerifyGoal))
+	fmt.Fprintf(&b, "**audit verify** is `carnet audit verify --data STORE` on the SQLite store after the authentication and guard comparisons (their last server stopped): the entries it checked over the seconds it printed (goal >= %s entries/s). ", thousands(auditVerifyGoal))
 	fmt.Fprintf(&b, "**BenchmarkAppend** is `go test ./internal/audit/ -run XXX -bench '^BenchmarkAppend$' -benchtime 2s` (1,024 concurrent appends on SQLite; goal >= %s appends/s).\n\n", thousands(auditAppendGoal))
 	for _, v := range r.auditVerify {
 		b.WriteString("- " + v.line() + "\n")
 	}
 	if len(r.auditVerify) == 0 {
-		b.WriteString("- audit verify: not run (it runs after the authentication comparison on SQLite)\n")
+		b.WriteString("- audit verify: not run (it runs after the authentication or guard comparison on SQLite)\n")
 	}
 	for _, l := range r.auditAppendLines() {
 		b.WriteString("- " + l + "\n")

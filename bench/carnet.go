@@ -267,8 +267,9 @@ var carnetReady = regexp.MustCompile(`(http://127\.0\.0\.1:[0-9]+/fhir)\b`)
 // serveCarnet starts carnet serve on a free loopback port: with
 // --insecure-open (no authentication, no access control) when open, else
 // the normal server that wants a bearer token on every FHIR route; with
-// --insecure-clear on a store in clear.
-func serveCarnet(ctx context.Context, bin string, st store, open bool, logPath string) (*server, error) {
+// --insecure-clear on a store in clear; extra are more flags (the guard
+// comparison's --insecure-no-guard).
+func serveCarnet(ctx context.Context, bin string, st store, open bool, logPath string, extra ...string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -282,6 +283,10 @@ func serveCarnet(ctx context.Context, bin string, st store, open bool, logPath s
 	}
 	if st.clear {
 		mode += ", clear"
+	}
+	args = append(args, extra...)
+	for _, a := range extra {
+		mode += ", " + strings.TrimPrefix(a, "--")
 	}
 	cmd := exec.Command(bin, args...)
 	return startServer(ctx, "carnet serve ("+st.backend+", "+mode+")", cmd, logPath, carnetReady, 5*time.Minute)

@@ -63,7 +63,14 @@ type apiClient struct {
 	base  string // http://127.0.0.1:PORT/fhir
 	hc    *http.Client
 	token string // bearer token sent when set
+	// refused, when set, is told of a GET answered 401 or 429 (the access
+	// guard asking for a step-up, or throttling): it steps up or waits and
+	// returns true to retry the request (at most maxRetries times).
+	refused func(ctx context.Context, status int, h http.Header) bool
 }
+
+// maxRetries bounds the retries of one GET after refused said to retry.
+const maxRetries = 4
 
 func newAPIClient(base string) *apiClient {
 	return &apiClient{base: base, hc: &http.Client{
@@ -78,22 +85,30 @@ func (c *apiClient) get(ctx context.Context, pathOrURL string, v any) (int, erro
 	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		u = c.base + pathOrURL
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Accept", "application/fhir+json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
+	var resp *http.Response
+	var b []byte
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Accept", "application/fhir+json")
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		if resp, err = c.hc.Do(req); err != nil {
+			return 0, err
+		}
+		b, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return resp.StatusCode, err
+		}
+		if (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusTooManyRequests) &&
+			c.refused != nil && attempt < maxRetries && c.refused(ctx, resp.StatusCode, resp.Header) {
+			continue
+		}
+		break
 	}
 	if resp.StatusCode/100 != 2 {
 		return resp.StatusCode, fmt.Errorf("GET %s: %s: %.200s", u, resp.Status, b)

@@ -2,8 +2,10 @@
 // each storage backend, measures read, search and create workloads at
 // several concurrencies against Carnet (on carnet serve --insecure-open) and
 // against a peer FHIR engine, compares physician-scoped workloads with and
-// without authentication on the same store, compares read and search on the
-// sealed store (encryption at rest) with a twin store seeded in clear,
+// without authentication on the same store, and with and without the
+// exfiltration guard, sets the fully secured read beside the peer's, compares
+// read and search on the sealed store (encryption at rest) with a twin store
+// seeded in clear,
 // verifies the audit log the authenticated requests wrote (carnet audit
 // verify) and benchmarks its appends, times a big load, and writes
 // bench/RESULTS.md.
@@ -53,6 +55,9 @@ type options struct {
 	sealWork     []workload
 	sealConc     []int
 	sealReps     int
+	guardWork    []authWorkload
+	guardConc    []int
+	guardReps    int
 	auditBench   bool
 	out          string
 	pg           string
@@ -65,6 +70,7 @@ type options struct {
 func main() {
 	var o options
 	var backends, conc, wls, authWls, authConc, sealWls, sealConc string
+	var guardWls, guardConc string
 	flag.StringVar(&backends, "backends", "sqlite,postgres", "Carnet storage backends to measure, comma-separated (sqlite, postgres)")
 	flag.IntVar(&o.patients, "patients", 20000, "patients seeded for the workloads (each with ~6-8 clinical resources)")
 	flag.Int64Var(&o.seed, "seed", 1, "random seed for carnet seed and the workloads' picks")
@@ -83,6 +89,9 @@ func main() {
 	flag.StringVar(&sealWls, "seal-workloads", "read,search-family", "workloads run on the sealed SQLite bench store and on a twin seeded in clear (carnet seed --insecure-clear), comma-separated (read, search-family, search-encounter); empty: no encryption at rest comparison")
 	flag.StringVar(&sealConc, "seal-conc", "", "concurrencies of the encryption at rest comparison (default: the highest of -conc)")
 	flag.IntVar(&o.sealReps, "seal-reps", 3, "runs of each mode per cell of the encryption at rest comparison (the report gives medians)")
+	flag.StringVar(&guardWls, "guard-workloads", "read,search-family", "physician-scoped workloads run authenticated with and without the exfiltration guard (carnet serve vs --insecure-no-guard), comma-separated (read, search-family, create); empty: no guard cost comparison")
+	flag.StringVar(&guardConc, "guard-conc", "", "concurrencies of the guard cost comparison (default: the highest of -conc)")
+	flag.IntVar(&o.guardReps, "guard-reps", 3, "runs of each mode per cell of the guard cost comparison (the report gives medians)")
 	flag.BoolVar(&o.auditBench, "audit-bench", true, "also run go test ./internal/audit/ -bench BenchmarkAppend (appends/s of the audit log on SQLite; skipped with a note when go is missing, unless CI=true)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/RESULTS.md in the module)")
 	flag.StringVar(&o.pg, "pg", "postgres://postgres@127.0.0.1:5432", "PostgreSQL server for the postgres backend (no database in the URL)")
@@ -138,11 +147,12 @@ func main() {
 	if sealConc == "" {
 		o.sealConc = []int{slices.Max(o.conc)}
 	}
+	parseGuardFlags(&o, guardWls, guardConc)
 	if o.patients < 1 || o.duration <= 0 || o.warmup < 0 || o.loadPatients < 0 || o.authReps < 1 || o.sealReps < 1 {
 		fatalf("-patients, -duration, -auth-reps, -seal-reps must be > 0; -warmup, -load-patients >= 0")
 	}
-	if len(o.authWork) > 0 && o.warmup+o.duration > 10*time.Minute {
-		fatalf("-warmup + -duration over 10m: an access token lives 15 minutes and one token serves a whole cell; shorten them or pass -auth-workloads ''")
+	if len(o.authWork)+len(o.guardWork) > 0 && o.warmup+o.duration > 10*time.Minute {
+		fatalf("-warmup + -duration over 10m: an access token lives 15 minutes and one token serves a whole cell; shorten them or pass -auth-workloads '' -guard-workloads ''")
 	}
 	if o.peerPatients == 0 {
 		o.peerPatients = o.patients
@@ -270,9 +280,10 @@ func run(ctx context.Context, o options) error {
 			names = append(names, w.name)
 		}
 		h.rep.config = append(h.rep.config, [2]string{"authentication comparison",
-			fmt.Sprintf("%s at concurrency %s, %d runs per mode (open: carnet serve --insecure-open; auth: carnet serve with a physician's bearer token)",
+			fmt.Sprintf("%s at concurrency %s, %d runs per mode (open: carnet serve --insecure-open; auth: carnet serve, guard on, with a physician's bearer token, session stepped up)",
 				strings.Join(names, ", "), joinInts(o.authConc), o.authReps)})
 	}
+	h.guardConfig()
 	h.sealConfig()
 	h.bodies = createBodies(uint64(o.seed), 4096)
 
@@ -441,21 +452,28 @@ func (h *harness) carnetBackend(ctx context.Context, st store) error {
 	}
 	// One server at a time: the SQLite store is locked to one process.
 	srv.stop()
-	if len(h.o.authWork) == 0 {
+	if len(h.o.authWork) == 0 && len(h.o.guardWork) == 0 {
 		return nil
 	}
-	err = h.authCompare(ctx, st)
+	var errs []error
+	if len(h.o.authWork) > 0 {
+		if err := h.authCompare(ctx, st); err != nil {
+			errs = append(errs, fmt.Errorf("authentication comparison: %w", err))
+		}
+	}
+	if len(h.o.guardWork) > 0 && ctx.Err() == nil {
+		if err := h.guardCompare(ctx, st); err != nil {
+			errs = append(errs, fmt.Errorf("guard cost comparison: %w", err))
+		}
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	// authCompare stopped its last server: the store is free to verify.
+	// The comparisons stopped their last server: the store is free to verify.
 	if st.backend == "sqlite" {
 		h.auditVerify(ctx, st)
 	}
-	if err != nil {
-		return fmt.Errorf("authentication comparison: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // seedStore runs carnet seed of patients into st (emptied first), logging

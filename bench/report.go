@@ -29,6 +29,9 @@ type report struct {
 	authOn   bool // the authentication comparison was asked for
 	sealRows []abRow
 	sealOn   bool // the encryption at rest comparison was asked for
+	// guardRows: the guard cost comparison (guardOn: asked for).
+	guardRows []abRow
+	guardOn   bool
 	// sealSeeds: the seeds of the sealed bench store and of its clear twin.
 	sealSeeds []sealSeeds
 	auditOn   bool // the audit log section is wanted
@@ -264,6 +267,14 @@ func (r *report) markdown() string {
 	if r.authOn || len(r.authRows) > 0 {
 		b.WriteString("\n## Authentication cost\n\n")
 		b.WriteString(r.authMarkdown())
+	}
+	if r.guardOn || len(r.guardRows) > 0 {
+		b.WriteString("\n## Guard cost\n\n")
+		b.WriteString(r.guardMarkdown())
+	}
+	if r.authOn || r.guardOn || len(r.authRows) > 0 || len(r.guardRows) > 0 {
+		b.WriteString("\n## Secured read vs the peer\n\n")
+		b.WriteString(r.securedPeerMarkdown())
 	}
 	if r.sealOn || len(r.sealRows) > 0 || len(r.sealSeeds) > 0 {
 		b.WriteString("\n## Encryption at rest cost\n\n")
@@ -561,7 +572,7 @@ func (r *report) authSummaries() []*abSummary { return summaries(authCmp, r.auth
 func (r *report) authMarkdown() string {
 	var b strings.Builder
 	b.WriteString("The physician-scoped workloads, each run against `carnet serve --insecure-open` (**open**: no authentication, no access control) ")
-	b.WriteString("and against the normal `carnet serve` with the bearer token of the first demo physician (**auth**: token check, role and care-relationship decisions, searches scoped to his patients), ")
+	b.WriteString("and against the normal `carnet serve` with the bearer token of the first demo physician (**auth**: token check, role and care-relationship decisions, searches scoped to his patients, the exfiltration guard, a durable audit entry per request; his session steps up once and the guard is primed before the measured cells, see Guard cost), ")
 	b.WriteString("on the same store with the same requests: reads of his patients, family searches of his patients' names, Observation creates for his patients. ")
 	b.WriteString("The modes alternate (auth, open, open, auth, ...), one server at a time. ")
 	fmt.Fprintf(&b, "req/s and p99 are medians over the runs; **auth/open** is the ratio of the median req/s (goal >= %.2f). ", authCmp.goal)
