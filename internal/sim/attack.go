@@ -80,7 +80,9 @@ func (a *attacker) wait(ctx context.Context) {
 	}
 }
 
-func (a *attacker) get(ctx context.Context, path string) *Resp { return a.do(ctx, "GET", path, nil, "") }
+func (a *attacker) get(ctx context.Context, path string) *Resp {
+	return a.do(ctx, "GET", path, nil, "")
+}
 
 func (a *attacker) postJSON(ctx context.Context, path string, v any) *Resp {
 	if a.stopped {
