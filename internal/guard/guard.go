@@ -38,6 +38,7 @@ type Store interface {
 	GuardTouch(ctx context.Context, account string, patients []string, now, fresh time.Time, since []time.Time) ([]int, int, error)
 	GuardEvent(ctx context.Context, account, kind string, now time.Time, since []time.Time) ([]int, error)
 	GuardBaseline(ctx context.Context, account string, now time.Time, days int) ([]int, error)
+	GuardAccounts(ctx context.Context, kind string, since time.Time) (int, error)
 	SteppedUp(ctx context.Context, session string) (time.Time, error)
 	RecordStepUp(ctx context.Context, session, account string, t time.Time) error
 	Suspend(ctx context.Context, account, reason string, now time.Time) (bool, error)
@@ -96,6 +97,7 @@ const (
 	EventDenied     = "denied"
 	EventStepUp     = "step-up-asked"
 	EventSteppedUp  = "stepped-up"
+	EventSuspended  = "suspended"
 )
 
 // Options configure a Guard.
@@ -125,6 +127,10 @@ type Options struct {
 	// suspends (default 10); in a smaller one (a name search that happened
 	// to match) it is flagged for review.
 	BulkListing int
+	// GroupAlarm: this many accounts suspended by the guard within an hour
+	// raise a group-level alert (several accounts compromised at once,
+	// DESIGN T4; default 3).
+	GroupAlarm int
 	// Alerts receive every alert after it is stored (webhook, log).
 	Alerts []Notifier
 }
@@ -182,6 +188,9 @@ func New(st Store, opt Options) *Guard {
 	}
 	if opt.StepUpHard <= 0 {
 		opt.StepUpHard = 10
+	}
+	if opt.GroupAlarm <= 0 {
+		opt.GroupAlarm = 3
 	}
 	if opt.BulkListing <= 0 {
 		opt.BulkListing = 10
@@ -533,8 +542,33 @@ func (g *Guard) suspend(ctx context.Context, in Input, now time.Time, reason str
 	g.forget(in.Account)
 	if changed {
 		g.alert(ctx, in, now, "critical", Suspend, reason, "")
+		g.groupAlarm(ctx, in, now)
 	}
 	return Decision{Verdict: Suspend, Reason: reason}, nil
+}
+
+// groupAlarm counts a suspension group-wide: when GroupAlarm accounts were
+// suspended within an hour, the security officer gets one group alert (at
+// most one an hour): several accounts at once is a campaign, not a user.
+func (g *Guard) groupAlarm(ctx context.Context, in Input, now time.Time) {
+	if _, err := g.st.GuardEvent(ctx, in.Account, EventSuspended, now, nil); err != nil {
+		g.log.ErrorContext(ctx, "guard: group count", "err", err)
+		return
+	}
+	n, err := g.st.GuardAccounts(ctx, EventSuspended, now.Add(-time.Hour))
+	if err != nil || n < g.opt.GroupAlarm {
+		return
+	}
+	raised, err := g.st.GuardEvent(ctx, "", "group-alarm", time.Time{}, []time.Time{now.Add(-time.Hour)})
+	if err != nil || raised[0] > 0 {
+		return
+	}
+	if _, err := g.st.GuardEvent(ctx, "", "group-alarm", now, nil); err != nil {
+		return
+	}
+	g.alert(ctx, Input{Account: "", Username: "(group)"}, now, "critical", Flag,
+		fmt.Sprintf("%d accounts suspended by the guard within an hour: several accounts are compromised at once", n),
+		"see the suspension alerts of the last hour; consider forcing password and MFA resets group-wide")
 }
 
 func (g *Guard) alert(ctx context.Context, in Input, now time.Time, severity string, v Verdict, reason, detail string) {

@@ -537,3 +537,40 @@ func TestUnusualContextHalvesSoftLimits(t *testing.T) {
 		}
 	})
 }
+
+// Three accounts suspended within an hour raise one group alert.
+func TestGroupAlarm(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		w := newWorld(t, open, guard.Options{})
+		if err := w.st.AddCanaries(context.Background(), map[string]string{"canary-1": "F1"}); err != nil {
+			t.Fatal(err)
+		}
+		group := func() int {
+			as, err := w.st.Alerts(context.Background(), "", "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, a := range as {
+				if a.Username == "(group)" {
+					n++
+				}
+			}
+			return n
+		}
+		for i := range 5 {
+			in := w.account(t, fmt.Sprintf("acct%d", i), "physician")
+			if d := w.check(t, in, "canary-1"); d.Verdict != guard.Suspend {
+				t.Fatalf("canary: %v", d.Verdict)
+			}
+			want := 0
+			if i >= 2 {
+				want = 1
+			}
+			if got := group(); got != want {
+				t.Fatalf("after %d suspensions: %d group alerts, want %d", i+1, got, want)
+			}
+			w.clk.Add(5 * time.Minute)
+		}
+	})
+}

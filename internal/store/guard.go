@@ -121,6 +121,17 @@ func (s *SQL) GuardEvent(ctx context.Context, account, kind string, now time.Tim
 	return counts, err
 }
 
+// GuardAccounts returns how many distinct accounts had an event of kind at
+// or after since (group-level alarms).
+func (s *SQL) GuardAccounts(ctx context.Context, kind string, since time.Time) (int, error) {
+	var n int
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(DISTINCT account) FROM guard_event WHERE kind = ? AND at >= ?`), kind, micros(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: guard accounts: %w", err)
+	}
+	return n, nil
+}
+
 // GuardForget drops guard counts older than before (housekeeping).
 func (s *SQL) GuardForget(ctx context.Context, before time.Time) error {
 	return s.execGuard(ctx, "", func(tx wtx) error {
