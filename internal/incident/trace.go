@@ -351,7 +351,7 @@ func parseCSVSample(t []byte) (*Sample, error) {
 			case "family":
 				r.Family = v
 			case "given":
-				r.Given = strings.Fields(v)[0]
+				r.Given = v
 			case "name":
 				r.Name = v
 			case "birthDate":
@@ -447,6 +447,9 @@ func observe(r *Row) []obs {
 	}
 	if f, ok := caseForm(r.Family); ok {
 		out = append(out, obs{dimFamily, fold(r.Family), f})
+	}
+	if f, ok := caseForm(r.Given); ok {
+		out = append(out, obs{dimGiven, fold(r.Given), f})
 	}
 	if f, ok := caseForm(r.City); ok {
 		out = append(out, obs{dimCity, fold(r.City), f})
@@ -784,7 +787,7 @@ func confidenceText(p float64) string {
 	switch {
 	case p >= 1:
 		return "1"
-	case p > 0.999999:
+	case 1-p < 0.001:
 		return fmt.Sprintf("1 - %.1g", 1-p)
 	}
 	return fmt.Sprintf("%.4g", p)
@@ -968,11 +971,13 @@ func (r *TraceReport) Write(w io.Writer, format string) error {
 	}
 	for i, m := range r.Best {
 		label := "Best match"
-		if i > 0 {
-			label = "Runner-up"
-		}
-		if !r.Matched && i == 0 {
+		if !r.Matched {
 			label = "Closest export"
+		}
+		if i > 0 {
+			fmt.Fprintf(w, "Runner-up: export %s (%s, for %q), certainty %s, confidence %s, %.1f bits (%d of %d observations agree)\n",
+				m.Export, m.Requester, m.Recipient, m.Certainty, confidenceText(m.Confidence), m.Bits, m.Agreeing, m.Observations)
+			continue
 		}
 		fmt.Fprintf(w, "\n%s: export %s, certainty %s, confidence %s, %.1f bits (%d of %d observations agree)\n",
 			label, m.Export, m.Certainty, confidenceText(m.Confidence), m.Bits, m.Agreeing, m.Observations)
@@ -1003,6 +1008,7 @@ func (r *TraceReport) Write(w io.Writer, format string) error {
 				fmt.Fprintln(w)
 			}
 		}
+		fmt.Fprintln(w)
 	}
 	return nil
 }

@@ -14,8 +14,8 @@ package incident
 //     canary names its export with certainty;
 //   - value variations on the real rows that change no clinical meaning,
 //     each chosen by HMAC-SHA-256(key, dimension, value): the format of
-//     every French phone number (4 forms, 2 bits), family names and cities
-//     as stored or in capitals (1 bit each), the street type of an address
+//     every French phone number (6 forms, 2.6 bits), family names, given
+//     names and cities as stored or in capitals (1 bit each), the street type of an address
 //     line written out or abbreviated ("rue"/"r.", "avenue"/"av.", 1 bit),
 //     phones before e-mails or after (1 bit, JSON only), and the JSON key
 //     order of every resource (1 bit, JSON only). A few rows carry tens of
@@ -52,15 +52,16 @@ const TagSystem = "urn:carnet:export"
 
 // Variation dimensions and how many forms each has.
 const (
-	dimPhone   = "phone"   // "+33 1 23 45 67 89", "01 23 45 67 89", "0123456789", "01.23.45.67.89"
+	dimPhone   = "phone"   // "+33 1 23 45 67 89", "01 23 45 67 89", "0123456789", "01.23.45.67.89", "+33123456789", "01-23-45-67-89"
 	dimFamily  = "family"  // as stored, or in capitals
+	dimGiven   = "given"   // as stored, or in capitals
 	dimCity    = "city"    // as stored, or in capitals
 	dimStreet  = "street"  // street type written out, or abbreviated
 	dimTelecom = "telecom" // phones first, or e-mails first
 	dimKeys    = "keys"    // "resourceType" first, or keys sorted
 )
 
-var dimForms = map[string]int{dimPhone: 4, dimFamily: 2, dimCity: 2, dimStreet: 2, dimTelecom: 2, dimKeys: 2}
+var dimForms = map[string]int{dimPhone: 6, dimFamily: 2, dimGiven: 2, dimCity: 2, dimStreet: 2, dimTelecom: 2, dimKeys: 2}
 
 // Watermark is one export's fingerprint.
 type Watermark struct {
@@ -149,6 +150,13 @@ func (w *Watermark) markPerson(res fhir.Resource) {
 		if fam, ok := n["family"].(string); ok {
 			if seed := fold(fam); seed != "" {
 				n["family"] = withCase(fam, w.choice(dimFamily, seed))
+			}
+		}
+		if gs, ok := n["given"].([]any); ok {
+			for i, g := range gs {
+				if s, ok := g.(string); ok && fold(s) != "" {
+					gs[i] = withCase(s, w.choice(dimGiven, fold(s)))
+				}
 			}
 		}
 	}
@@ -357,7 +365,7 @@ func parsePhone(s string) (nat string, form int, ok bool) {
 	return nat, form, true
 }
 
-// formatPhone renders a national number (10 digits) in form 0 to 3.
+// formatPhone renders a national number (10 digits) in form 0 to 5.
 func formatPhone(nat string, form int) string {
 	pairs := []string{nat[0:2], nat[2:4], nat[4:6], nat[6:8], nat[8:10]}
 	switch form {
@@ -367,8 +375,12 @@ func formatPhone(nat string, form int) string {
 		return strings.Join(pairs, " ")
 	case 2:
 		return nat
+	case 3:
+		return strings.Join(pairs, ".")
+	case 4:
+		return "+33" + nat[1:]
 	}
-	return strings.Join(pairs, ".")
+	return strings.Join(pairs, "-")
 }
 
 // Street types: written out, and the abbreviation the watermark uses.
@@ -551,7 +563,8 @@ type Marker struct {
 }
 
 // NewMarker returns the marker of an export of facility whose Patient rows
-// number patients (the canaries' positions depend on it).
+// number patients (the canaries' positions depend on it; 0 for a stream
+// without Patient rows: no canaries).
 func (w *Watermark) NewMarker(facility string, patients int) *Marker {
 	return &Marker{w: w, facility: facility, canaries: w.Canaries(), pos: w.CanaryPositions(patients)}
 }

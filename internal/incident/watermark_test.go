@@ -97,6 +97,11 @@ func clinical(t testing.TB, data []byte) map[string]any {
 		if f, ok := n["family"].(string); ok {
 			n["family"] = fold(f)
 		}
+		if gs, ok := n["given"].([]any); ok {
+			for i, g := range gs {
+				gs[i] = fold(g.(string))
+			}
+		}
 	}
 	for _, a := range asList(r["address"]) {
 		if c, ok := a["city"].(string); ok {
@@ -192,7 +197,7 @@ func TestWatermarkFormsAreObservable(t *testing.T) {
 			}
 		}
 	}
-	for _, d := range []string{dimPhone, dimFamily, dimCity, dimStreet, dimTelecom, dimKeys} {
+	for _, d := range []string{dimPhone, dimFamily, dimGiven, dimCity, dimStreet, dimTelecom, dimKeys} {
 		if len(ev.byDim[d]) == 0 {
 			t.Errorf("no %s observations in 200 marked patients", d)
 		}
@@ -211,13 +216,13 @@ func TestWatermarkFormsAreObservable(t *testing.T) {
 }
 
 func TestPhoneForms(t *testing.T) {
-	for _, in := range []string{"+33 6 39 98 12 34", "06 39 98 12 34", "0639981234", "06.39.98.12.34"} {
+	for _, in := range []string{"+33 6 39 98 12 34", "06 39 98 12 34", "0639981234", "06.39.98.12.34", "+33639981234", "06-39-98-12-34"} {
 		nat, form, ok := parsePhone(in)
 		if !ok || nat != "0639981234" || form < 0 || formatPhone(nat, form) != in {
 			t.Errorf("%q: %q %d %v", in, nat, form, ok)
 		}
 	}
-	for _, in := range []string{"+33639981234", "0033 6 39 98 12 34", "+33 (0)6 39 98 12 34", "06-39-98-12-34"} {
+	for _, in := range []string{"0033 6 39 98 12 34", "+33 (0)6 39 98 12 34", "06 39 98 1234", "+33 6.39.98.12.34"} {
 		if nat, form, ok := parsePhone(in); !ok || nat != "0639981234" || form != -1 {
 			t.Errorf("%q: %q %d %v (a French number in an unmarked form)", in, nat, form, ok)
 		}
