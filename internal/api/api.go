@@ -152,6 +152,7 @@ func (s *Server) routes() {
 	s.adminRoutes()
 	s.guardRoutes()
 	s.proofRoutes()
+	s.exportRoutes()
 }
 
 // ServeHTTP implements http.Handler.
