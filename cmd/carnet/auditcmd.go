@@ -79,6 +79,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 var errTampered = fmt.Errorf("the audit log does not verify")
 
 func runIncident(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "trace" {
+		return runTrace(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) == 0 || args[0] != "scope" {
+		fmt.Fprintf(stderr, "Usage: carnet incident trace %s\n", traceSynopsis)
+	}
 	if err := subcommand(args, "incident", "scope", scopeSynopsis, stderr); err != nil {
 		return err
 	}
