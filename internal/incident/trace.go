@@ -538,34 +538,66 @@ type CanaryHit struct {
 	Fields []string `json:"fields"` // what matched: id, phone, email, name+birthDate, address
 }
 
+// rowKeys are a row's identifying values in form-free shape, computed
+// once per sample for the canary comparisons.
+type rowKeys struct {
+	n                       int
+	id                      string
+	phones, emails          []string // national numbers, lower-case addresses
+	family, given, name     string   // folded
+	birthDate, line, postal string   // line: street key ("" if none)
+	city                    string   // folded
+}
+
+func keysOf(rows []Row) []rowKeys {
+	out := make([]rowKeys, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		k := rowKeys{n: r.N, id: r.ID, family: fold(r.Family), given: fold(r.Given), name: fold(r.Name), birthDate: r.BirthDate,
+			postal: r.PostalCode, city: fold(r.City)}
+		for _, p := range r.Phones {
+			if nat, _, ok := parsePhone(p); ok {
+				k.phones = append(k.phones, nat)
+			}
+		}
+		for _, e := range r.Emails {
+			k.emails = append(k.emails, strings.ToLower(strings.TrimSpace(e)))
+		}
+		if st, ok := parseStreet(r.Line); ok {
+			k.line = st.norm
+		}
+		out[i] = k
+	}
+	return out
+}
+
 // canaryHits matches rows against canaries on each identifying field
 // (forms ignored: the canaries are watermarked like every row). A hit
 // needs the id, the phone, the e-mail or the name with the birth date;
 // the address only adds to one.
-func canaryHits(rows []Row, cs []Canary) []CanaryHit {
+func canaryHits(rows []rowKeys, cs []Canary) []CanaryHit {
 	var out []CanaryHit
-	for i := range rows {
-		r := &rows[i]
-		for _, c := range cs {
+	for _, c := range cs {
+		cnat, _, _ := parsePhone(c.Phone)
+		cemail := strings.ToLower(c.Email)
+		cfam, cgiv := fold(c.Family), fold(c.Given)
+		cline := ""
+		if st, ok := parseStreet(c.Line); ok {
+			cline = st.norm
+		}
+		for i := range rows {
+			r := &rows[i]
 			var f []string
-			if r.ID != "" && r.ID == c.ID {
+			if r.id != "" && r.id == c.ID {
 				f = append(f, "id")
 			}
-			cnat, _, _ := parsePhone(c.Phone)
-			for _, p := range r.Phones {
-				if nat, _, ok := parsePhone(p); ok && nat == cnat {
-					f = append(f, "phone")
-					break
-				}
+			if slices.Contains(r.phones, cnat) {
+				f = append(f, "phone")
 			}
-			for _, e := range r.Emails {
-				if strings.EqualFold(strings.TrimSpace(e), c.Email) {
-					f = append(f, "email")
-					break
-				}
+			if slices.Contains(r.emails, cemail) {
+				f = append(f, "email")
 			}
-			if r.BirthDate == c.BirthDate && (fold(r.Family) == fold(c.Family) && fold(r.Given) == fold(c.Given) ||
-				r.Name != "" && (fold(r.Name) == fold(c.Given+" "+c.Family) || fold(r.Name) == fold(c.Family+" "+c.Given))) {
+			if r.birthDate == c.BirthDate && (r.family == cfam && r.given == cgiv || r.name != "" && (r.name == cgiv+" "+cfam || r.name == cfam+" "+cgiv)) {
 				f = append(f, "name+birthDate")
 			}
 			if len(f) == 0 {
@@ -573,14 +605,13 @@ func canaryHits(rows []Row, cs []Canary) []CanaryHit {
 				// streets as real ones, it may be a neighbour's.
 				continue
 			}
-			if st, ok := parseStreet(r.Line); ok {
-				if cst, _ := parseStreet(c.Line); st.norm == cst.norm && (r.PostalCode == c.PostalCode || fold(r.City) == fold(c.City)) {
-					f = append(f, "address")
-				}
+			if r.line != "" && r.line == cline && (r.postal == c.PostalCode || r.city == fold(c.City)) {
+				f = append(f, "address")
 			}
-			out = append(out, CanaryHit{Row: r.N, Canary: c.ID, Fields: f})
+			out = append(out, CanaryHit{Row: r.n, Canary: c.ID, Fields: f})
 		}
 	}
+	slices.SortFunc(out, func(a, b CanaryHit) int { return a.Row - b.Row })
 	return out
 }
 
@@ -650,6 +681,7 @@ type TraceReport struct {
 // progress, if not nil, is called with the number of candidates done.
 func Weigh(s *Sample, cands []Candidate, progress func(done int)) *TraceReport {
 	ev := gather(s.Rows)
+	keys := keysOf(s.Rows)
 	rep := &TraceReport{Format: s.Format, Rows: len(s.Rows), Skipped: s.Skipped, Observations: ev.total, Dimensions: map[string]int{},
 		Exports: len(cands), Generated: time.Now().UTC()}
 	for d, os := range ev.byDim {
@@ -679,7 +711,7 @@ func Weigh(s *Sample, cands []Candidate, progress func(done int)) *TraceReport {
 			continue
 		}
 		m.Tag = tags[w.Tag()]
-		m.Canaries = canaryHits(s.Rows, w.Canaries())
+		m.Canaries = canaryHits(keys, w.Canaries())
 		llr, agree := ev.score(w)
 		m.Bits, m.Agreeing = llr/math.Ln2, agree
 		ms = append(ms, m)

@@ -341,3 +341,25 @@ func FuzzTraceParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTraceWeigh: five CSV rows weighed against 10,000 exports (the
+// part of a trace that grows with the number of exports).
+func BenchmarkTraceWeigh(b *testing.B) {
+	wd := newWorld(b, 1, 50)
+	s, err := ParseSample(toCSV(b, wd.pick(rand.New(rand.NewPCG(1, 1)), 0, 5), csvColumns1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cands := make([]Candidate, 10_000)
+	for i := range cands {
+		cands[i] = Candidate{Export: &store.ExportRequest{ID: "e", WatermarkKey: newKey(b), Types: []string{"Patient"}}}
+	}
+	cands[4321] = wd.cands[0]
+	b.ResetTimer()
+	for b.Loop() {
+		rep := Weigh(s, cands, nil)
+		if rep.Best[0].Export != wd.cands[0].Export.ID || !rep.Matched {
+			b.Fatalf("%s", rep.Verdict)
+		}
+	}
+}

@@ -37,6 +37,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"math"
 	"slices"
 	"strings"
@@ -63,9 +64,11 @@ const (
 
 var dimForms = map[string]int{dimPhone: 6, dimFamily: 2, dimGiven: 2, dimCity: 2, dimStreet: 2, dimTelecom: 2, dimKeys: 2}
 
-// Watermark is one export's fingerprint.
+// Watermark is one export's fingerprint. It is not safe for concurrent
+// use (one per export stream or per trace candidate).
 type Watermark struct {
-	key []byte
+	mac     hash.Hash // HMAC-SHA-256 under the export key
+	in, buf []byte
 }
 
 // NewWatermark returns the watermark of an export key (at least 16 bytes).
@@ -73,19 +76,23 @@ func NewWatermark(key []byte) (*Watermark, error) {
 	if len(key) < 16 {
 		return nil, errors.New("incident: a watermark key has at least 16 bytes")
 	}
-	return &Watermark{key: bytes.Clone(key)}, nil
+	return &Watermark{mac: hmac.New(sha256.New, bytes.Clone(key))}, nil
 }
 
-// sum is HMAC-SHA-256(key, parts joined by NUL).
+// sum is HMAC-SHA-256(key, parts joined by NUL), in a buffer that the next
+// call reuses.
 func (w *Watermark) sum(parts ...string) []byte {
-	m := hmac.New(sha256.New, w.key)
+	w.in = w.in[:0]
 	for i, p := range parts {
 		if i > 0 {
-			m.Write([]byte{0})
+			w.in = append(w.in, 0)
 		}
-		m.Write([]byte(p))
+		w.in = append(w.in, p...)
 	}
-	return m.Sum(nil)
+	w.mac.Reset()
+	w.mac.Write(w.in)
+	w.buf = w.mac.Sum(w.buf[:0])
+	return w.buf
 }
 
 // choice is the form this export gives to value seed in dimension dim.
