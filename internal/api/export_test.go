@@ -735,9 +735,16 @@ func TestExportWatermarkTracedAmongTen(t *testing.T) {
 			plain.Write(res.Data)
 			plain.WriteByte('\n')
 		}
+		// One of them is registered as a facility canary (the guard's).
+		if err := w.st.AddCanaries(ctx, map[string]string{w.f1p[5]: w.f1}); err != nil {
+			t.Fatal(err)
+		}
 		rep := trace(plain.Bytes())
 		if rep.Matched || len(rep.ExportedIn) != 10 {
 			t.Fatalf("rows from the store: %s (exported in %v)", rep.Verdict, rep.ExportedIn)
+		}
+		if fc := rep.FacilityCanaries; len(fc) != 1 || fc[0].Patient != w.f1p[5] || fc[0].Facility != w.f1 || fc[0].Row != 6 {
+			t.Errorf("facility canaries %+v", fc)
 		}
 		// A canary among rows from elsewhere: certain.
 		sample := csvOf(t, []fhir.Resource{exports[0]["Patient"][0], canaries[6][0]}, []string{"family", "given", "birthDate", "phone"})

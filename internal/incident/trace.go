@@ -673,8 +673,24 @@ type TraceReport struct {
 	// ExportedIn lists, when nothing matched, the exports whose audit
 	// entries hold patients of the sample: the leak is not one of their
 	// files (or its watermark was removed), but these exports had them.
-	ExportedIn []string  `json:"exported_in,omitempty"`
-	Generated  time.Time `json:"generated_at"`
+	ExportedIn []string `json:"exported_in,omitempty"`
+	// FacilityCanaries are sample rows that are one of a facility's
+	// stored canary patients (the guard's): no legitimate workflow
+	// reaches them, so the rows come from that facility's records.
+	FacilityCanaries []FacilityCanary `json:"facility_canaries,omitempty"`
+	Generated        time.Time        `json:"generated_at"`
+}
+
+// FacilityCanary is a sample row that is a facility's canary patient.
+type FacilityCanary struct {
+	Row      int    `json:"row"`
+	Patient  string `json:"patient"`
+	Facility string `json:"facility"`
+}
+
+// canaryLister is the store's register of facility canaries (optional).
+type canaryLister interface {
+	Canaries(ctx context.Context) (map[string]string, error)
 }
 
 // Weigh scores the sample against every candidate (pure: no store).
@@ -883,6 +899,17 @@ func Trace(ctx context.Context, st TraceStore, s *Sample, progress func(done, to
 			return nil, err
 		}
 	}
+	if cl, ok := st.(canaryLister); ok {
+		fc, err := cl.Canaries(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range s.Rows {
+			if pid, _ := samplePatient(&r); fc[pid] != "" {
+				rep.FacilityCanaries = append(rep.FacilityCanaries, FacilityCanary{Row: r.N, Patient: pid, Facility: fc[pid]})
+			}
+		}
+	}
 	return rep, nil
 }
 
@@ -1000,6 +1027,9 @@ func (r *TraceReport) Write(w io.Writer, format string) error {
 		if len(r.ExportedIn) > 0 {
 			fmt.Fprintf(w, "The sample's patients were exported in: %s (by the audit log); the sample is not watermarked as any of them.\n", strings.Join(r.ExportedIn, ", "))
 		}
+	}
+	for _, c := range r.FacilityCanaries {
+		fmt.Fprintf(w, "Sample row %d is canary patient %s of Organization/%s: these rows come from that facility's records (carnet incident scope lists who was shown it).\n", c.Row, c.Patient, c.Facility)
 	}
 	for i, m := range r.Best {
 		label := "Best match"
