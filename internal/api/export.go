@@ -432,8 +432,6 @@ func (s *Server) decideExport(approve bool) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		id := r.PathValue("id")
-		auditAs(r, "", incident.ExportSubject(id))
 		var in struct {
 			Note string `json:"note"`
 		}
@@ -450,6 +448,7 @@ func (s *Server) decideExport(approve bool) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
+		auditAs(r, "", incident.ExportSubject(e.ID))
 		p := principal(r)
 		if e.Requester == p.AccountID {
 			s.fail(w, r, policy.Forbidden("you requested export %s yourself: a second person (another security officer) must approve or reject it", e.ID))
