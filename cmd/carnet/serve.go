@@ -77,7 +77,7 @@ func (sf *storeFlags) openRaw(ctx context.Context) (*store.SQL, error) {
 		return postgres.Open(ctx, sf.db)
 	}
 	if sf.data == "" {
-		return nil, fmt.Errorf("give --data DIR or --db postgres://...")
+		return nil, errors.New("give --data DIR or --db postgres://…")
 	}
 	return sqlite.Open(ctx, sf.data)
 }

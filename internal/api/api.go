@@ -409,9 +409,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if _, has := res["id"]; has {
-		delete(res, "id") // FHIR: the server assigns the id of a created resource
-	}
+	delete(res, "id") // FHIR: the server assigns the id of a created resource
 	out, err := s.records(r).Create(r.Context(), typ, res)
 	if err != nil {
 		s.fail(w, r, err)

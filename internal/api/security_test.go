@@ -80,12 +80,11 @@ type secWorld struct {
 	srv  *Server
 	http *httptest.Server
 
-	F1, F2             string // Organizations
-	D1, D2, N1, N2     string // Practitioners
-	A, B, C            string // Patients
-	ObsA, ObsB, ObsC   string // Observations
-	acct               map[string]*secAccount
-	accountsByUsername []string
+	F1, F2           string // Organizations
+	D1, D2, N1, N2   string // Practitioners
+	A, B, C          string // Patients
+	ObsA, ObsB, ObsC string // Observations
+	acct             map[string]*secAccount
 }
 
 func newSecWorld(t *testing.T, opts ...func(o *Options, st *store.SQL, clk *secClock)) *secWorld {
