@@ -49,6 +49,7 @@ type Report struct {
 	Limits  map[string]guard.Limits
 	Started time.Time
 	Real    time.Duration
+	workOpt WorkOptions
 }
 
 // Runner runs scenarios over one world, each against a fresh start: a new
@@ -102,7 +103,8 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 			return nil, fmt.Errorf("sim: unknown scenario %q (want %s)", id, strings.Join(IDs(), ", "))
 		}
 	}
-	rep := &Report{NoGuard: r.opt.NoGuard, Limits: r.opt.Limits, Started: time.Now()}
+	rep := &Report{NoGuard: r.opt.NoGuard, Limits: r.opt.Limits, Started: time.Now(), workOpt: r.opt.Work}
+	rep.workOpt.defaults()
 	for i, sc := range Scenarios() {
 		if !slices.Contains(want, sc.ID) {
 			continue
@@ -161,6 +163,9 @@ func (r *Runner) RunScenario(ctx context.Context, sc Scenario, seed int64) (*Res
 		return nil, err
 	}
 	res.Real = time.Since(t0)
+	if res.Stopped == "" {
+		res.Stopped = "not stopped (got all it reached)"
+	}
 	met := "MET"
 	if !res.Met {
 		met = "NOT MET"
@@ -176,7 +181,7 @@ func (r *Runner) RunWork(ctx context.Context) (*WorkResult, error) {
 	opt.defaults()
 	start := r.World.Epoch
 	until := start.Add(time.Duration(opt.Warmup+opt.Days) * 24 * time.Hour)
-	e, err := r.env(ctx, start, until, 30*time.Second, 99)
+	e, err := r.env(ctx, start, until, 2*time.Minute, 99)
 	if err != nil {
 		return nil, err
 	}

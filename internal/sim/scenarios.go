@@ -39,6 +39,7 @@ type Result struct {
 	Alerts     int           // alerts raised about the attacker's accounts
 	Critical   int           // of which suspensions
 	Status     map[int]int
+	AlertLog   []string // the alerts, oldest first: time since the start, account, action, reason
 	Scope      *ScopeCheck
 	Notes      []string
 	Real       time.Duration // wall time of the scenario
@@ -135,10 +136,13 @@ func (e *Env) finish(ctx context.Context, r *Result, accounts []string, ts ...*T
 			return err
 		}
 		r.Alerts += len(as)
-		for _, a := range as {
+		for i := len(as) - 1; i >= 0; i-- { // oldest first
+			a := as[i]
 			if a.Severity == "critical" {
 				r.Critical++
 			}
+			at := a.At.Sub(e.Stack.World.Epoch.Add(9 * time.Hour)).Round(time.Second)
+			r.AlertLog = append(r.AlertLog, fmt.Sprintf("+%s %s %s: %s", at, a.Username, a.Action, a.Reason))
 		}
 		a, err := e.World.Store.AccountByID(ctx, acct)
 		if err == nil && a.Status == store.StatusSuspended {

@@ -194,14 +194,17 @@ func Build(ctx context.Context, cfg WorldConfig) (*World, error) {
 	}
 	start := time.Now()
 	w.printf("sim: generating and loading %d patients (sealed, %s)\n", cfg.Patients, w.Store.Backend())
-	done, last := 0, time.Now()
+	done, last, phase, of := 0, time.Now(), "patients", cfg.Patients
 	_, err = load.Synthetic(ctx, w.Store, scfg, func(n int) {
 		done += n
 		if time.Since(last) > 10*time.Second {
 			last = time.Now()
-			w.printf("sim: loaded %d/%d patients (%.0f s)\n", done, cfg.Patients, time.Since(start).Seconds())
+			w.printf("sim: %s %d/%d (%.0f s)\n", phase, done, of, time.Since(start).Seconds())
 		}
-	}, func(name string, total int) { w.printf("sim: %s\n", name) })
+	}, func(name string, total int) {
+		phase, of, done = name, total, 0
+		w.printf("sim: %s (%.0f s)\n", name, time.Since(start).Seconds())
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sim: load: %w", err)
 	}
