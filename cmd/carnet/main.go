@@ -30,7 +30,8 @@ func commands() []command {
 		{"user", "manage staff accounts: add, list, show, disable, enable, reset-mfa, grant, revoke", runUser},
 		{"keys", "encryption keys: keys init, status, rotate, reseal", runKeys},
 		{"audit", "verify the audit log against its signed checkpoints and witness: audit verify", runAudit},
-		{"incident", "who was disclosed to an account, session or address: incident scope", runIncident},
+		{"incident", "after an incident: which patients an account was shown (scope), which export a leaked sample came from (trace)", runIncident},
+		{"sim", "the attack replay: stolen accounts against the guard, and 30 days of normal work", runSim},
 		{"otp", "print the current one-time code of a TOTP secret (demo users, scripts)", runOTP},
 		{"version", "print the version", runVersion},
 	}
