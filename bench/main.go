@@ -99,6 +99,8 @@ func main() {
 	flag.StringVar(&o.carnetBin, "carnet", "", "use this carnet binary instead of building ./cmd/carnet")
 	flag.StringVar(&o.workdir, "workdir", "", "folder for the binary, stores and logs (default: a new temporary folder)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder, stores and benchmark database afterwards")
+	attacks := flag.Bool("attacks", false, "run only the attack replay (carnet sim, 758,912 patients by default) and write bench/ATTACKS.md")
+	attacksArgs := flag.String("attacks-args", "", "more carnet sim flags for -attacks, e.g. \"--patients 100000 --scenarios S2,S6\"")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench [flags]\n\n")
 		flag.PrintDefaults()
@@ -106,6 +108,14 @@ func main() {
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fatalf("unexpected arguments %q", flag.Args())
+	}
+	if *attacks {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runAttacks(ctx, o.carnetBin, *attacksArgs); err != nil {
+			fatalf("%v", err)
+		}
+		return
 	}
 
 	for _, b := range splitList(backends) {

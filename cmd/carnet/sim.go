@@ -34,6 +34,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	mass := fs.Int("mass-casualties", 80, "normal work: casualties arriving at the biggest clinic on one afternoon (0: none)")
 	conc := fs.Int("concurrency", 16, "normal work: requests in flight at most")
 	logFile := fs.String("log", "", "write the server's structured log (guard alerts, suspensions) to this file")
+	appendOut := fs.Bool("append", false, "append the report to --out instead of replacing it (e.g. normal work on a smaller world after the attacks at full size)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -99,11 +100,20 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 			return err
 		}
-		f, err := os.Create(*out)
+		mode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+		if *appendOut {
+			mode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		}
+		f, err := os.OpenFile(*out, mode, 0o644)
 		if err != nil {
 			return err
 		}
 		bw := bufio.NewWriter(f)
+		if *appendOut {
+			if st, err := f.Stat(); err == nil && st.Size() > 0 {
+				fmt.Fprint(bw, "\n---\n\n")
+			}
+		}
 		rep.Markdown(bw, meta)
 		if err := bw.Flush(); err != nil {
 			f.Close()

@@ -81,6 +81,17 @@ type WorkResult struct {
 	// Per role: patients counted by the guard per account and day
 	// (measured days, days the account worked): quantiles and maxima.
 	PerRole []RoleLoad
+	// Kinds of request that took the most wall time (all days), with
+	// their count and mean latency under the simulated load.
+	Slowest []KindTime
+}
+
+// KindTime is the wall time one kind of request took.
+type KindTime struct {
+	Kind  string
+	N     int
+	Mean  time.Duration
+	Share float64 // of all requests' time
 }
 
 // RoleLoad is the guard's count of new patients per account for one role.
@@ -210,6 +221,24 @@ func kindOf(method, path string) string {
 		k += "?" + strings.Join(names, "&")
 	}
 	return k
+}
+
+// kinds returns the k kinds of request that took the most wall time.
+func (n *work) kinds(k int) []KindTime {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var all []KindTime
+	var total time.Duration
+	for name, l := range n.lat {
+		all = append(all, KindTime{Kind: name, N: l.n, Mean: l.total / time.Duration(max(1, l.n)), Share: float64(l.total)})
+		total += l.total
+	}
+	slices.SortFunc(all, func(a, b KindTime) int { return int(b.Share - a.Share) })
+	all = all[:min(k, len(all))]
+	for i := range all {
+		all[i].Share /= float64(max(total, 1))
+	}
+	return all
 }
 
 // slowest returns the kinds of request that took the most wall time.
@@ -1160,6 +1189,7 @@ func (n *work) result(ctx context.Context, real time.Duration) (*WorkResult, err
 			r.SuspensionsByWhy[shortReason(a.Reason)]++
 		}
 	}
+	r.Slowest = n.kinds(8)
 	loads, err := n.loads(ctx)
 	if err != nil {
 		return nil, err

@@ -87,7 +87,12 @@ func (r *Report) Markdown(w io.Writer, m Meta) {
 		p("| normal work | %d staff, %d measured days | – | %d | %d false suspensions (%.2f per 10,000 user-days), %.4f step-ups per user-day | ≤ 1 per 10,000 user-days; ≤ 0.05 step-ups per user-day | %s |\n",
 			wr.Staff, wr.Days, wr.Requests, wr.Suspensions, wr.PerTenThousand(), wr.StepUpsPerUserDay(), yes(wr.Met()))
 	}
-	p("\nS3w is not one of issue 6's scenarios: it shows what the soft limits leave to an attacker who keeps under all of them.\n\n")
+	p("\n")
+	if len(r.Results) == 0 {
+		r.afterAttacks(w, m)
+		return
+	}
+	p("S3w is not one of issue 6's scenarios: it shows what the soft limits leave to an attacker who keeps under all of them.\n\n")
 	p("**Patients disclosed** counts the distinct patients in every 2xx body the attacker received: Patient ids, the patient (subject) of every other resource, in resources and Bundle entries, and the patient of a break-the-glass grant. **Stopped**: suspended by the guard (403 `suspended`, tokens revoked), or how the attack otherwise ended.\n\n")
 
 	p("## How the attackers behave\n\n")
@@ -134,6 +139,11 @@ func (r *Report) Markdown(w io.Writer, m Meta) {
 			p("\n")
 		}
 	}
+	r.afterAttacks(w, m)
+}
+
+func (r *Report) afterAttacks(w io.Writer, m Meta) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	if wr := r.Work; wr != nil {
 		r.workMarkdown(w, wr)
 	}
@@ -166,7 +176,7 @@ func (r *Report) workMarkdown(w io.Writer, wr *WorkResult) {
 	p("- **admissions**: each working admission clerk registers about %.0f arrivals a weekday (half on weekends): a search by family name and birth date, a new Patient when not found (12%%), an Encounter in progress with the physician (the attending physician 60%% of the time at home) and nurses; clinics: 55%% consultations, 28%% emergencies, 17%% stays;\n", r.workArrivals())
 	p("- **consultations and emergencies**: the physician opens the chart 15 minutes to 2 hours later, prescribes (40%%, emergencies 50%%) and closes the Encounter; nurses take vitals (Observation); a quarter of emergencies become stays;\n")
 	p("- **stays** (1 to 10 days, three nurses): the attending physician's round each working morning (chart, a prescription 25%% of the time), each participant nurse on shift opens the chart and records vitals; discharge late morning; the stays in progress in the loaded data go on;\n")
-	p("- **billing**: each working billing clerk takes discharged stays from the facility's queue (Patient read, ChargeItem search, a new Invoice), up to 25 a day;\n")
+	p("- **billing**: each working billing clerk takes discharged stays from the facility's queue (Patient read, a new Invoice, and one time in five a ChargeItem search: see the request times below), up to 25 a day;\n")
 	p("- **pharmacists** list the facility's new active prescriptions three times a day;\n")
 	p("- **retirement homes**: nurses see 12 residents of their care teams a shift (their floor of 25), physicians 8 of their residents a day;\n")
 	p("- **nights**: nurses on 12-hour night shifts do their rounds; each clinic has an on-call physician, called on average %.1f times a night (Poisson) about inpatients who are not theirs: each call is a break-the-glass (reason on-call) then the chart;\n", r.workOnCall())
@@ -183,6 +193,14 @@ func (r *Report) workMarkdown(w io.Writer, wr *WorkResult) {
 		p("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", l.Role, l.Accounts, l.DayP50, l.DayP99, l.Max, lim.Soft[guard.Day], l.WeekMax, lim.Soft[guard.Week], l.MonthMax, lim.Soft[guard.Month])
 	}
 	p("\n")
+	if len(wr.Slowest) > 0 {
+		p("Where the server's time went (all days; latency under the simulated load, %d requests in flight at most, on the machine above):\n\n", r.workOpt.Concurrency)
+		p("| request | count | mean latency | share of the time |\n| --- | ---: | ---: | ---: |\n")
+		for _, k := range wr.Slowest {
+			p("| `%s` | %d | %.1f ms | %.0f %% |\n", k.Kind, k.N, float64(k.Mean.Microseconds())/1000, k.Share*100)
+		}
+		p("\n")
+	}
 }
 
 // the work options are not kept in the result: read them back from the
