@@ -39,6 +39,7 @@ type Store interface {
 	GuardEvent(ctx context.Context, account, kind string, now time.Time, since []time.Time) ([]int, error)
 	GuardBaseline(ctx context.Context, account string, now time.Time, days int) ([]int, error)
 	GuardAccounts(ctx context.Context, kind string, since time.Time) (int, error)
+	GuardLast(ctx context.Context, account string, kinds ...string) ([]time.Time, error)
 	SteppedUp(ctx context.Context, session string) (time.Time, error)
 	RecordStepUp(ctx context.Context, session, account string, t time.Time) error
 	Suspend(ctx context.Context, account, reason string, now time.Time) (bool, error)
@@ -325,6 +326,15 @@ func (g *Guard) count(ctx context.Context, in Input, now time.Time) (Decision, e
 	if counts[Minute] > lim.Soft[Minute] {
 		return Decision{Verdict: Throttle, RetryAfter: time.Minute,
 			Reason: fmt.Sprintf("%d patients in 1 minute, over %d", counts[Minute], lim.Soft[Minute])}, nil
+	}
+	// A step-up asked in the last 24 hours and not answered since holds:
+	// waiting does not lift it, only a fresh code does.
+	last, err := g.st.GuardLast(ctx, in.Account, EventStepUp, EventSteppedUp)
+	if err != nil {
+		return Decision{}, fmt.Errorf("guard: %w", err)
+	}
+	if ask := last[0]; !ask.IsZero() && now.Sub(ask) < 24*time.Hour && last[1].Before(ask) {
+		return g.stepUp(ctx, in, now, "a step-up asked at "+ask.Format("15:04 UTC")+" is still unanswered")
 	}
 	// An unusual context (a client address or an hour of the day new to
 	// an account with a history) halves the soft limits. It is only looked

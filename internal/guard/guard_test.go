@@ -574,3 +574,35 @@ func TestGroupAlarm(t *testing.T) {
 		}
 	})
 }
+
+// Waiting does not lift an unanswered step-up: half an hour later the
+// windows are empty but the next new patient is still refused; an hour
+// later the ask is repeated after an unanswered one, which suspends.
+func TestUnansweredStepUpHolds(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		w := newWorld(t, open, guard.Options{})
+		in := w.account(t, "clerk", "admission-clerk")
+		page := func(from int) guard.Decision {
+			ps := make([]string, 20)
+			for i := range ps {
+				ps[i] = pid(from + i)
+			}
+			return w.check(t, in, ps...)
+		}
+		if d := page(0); d.Refused() {
+			t.Fatalf("first page: %v", d.Verdict)
+		}
+		w.clk.Add(2 * time.Minute)
+		if d := page(100); d.Verdict != guard.StepUp {
+			t.Fatalf("second page: %v, want step-up", d.Verdict)
+		}
+		w.clk.Add(30 * time.Minute)
+		if d := page(100); d.Verdict != guard.StepUp || !strings.Contains(d.Reason, "still unanswered") {
+			t.Fatalf("half an hour later: %v (%s), want step-up still unanswered", d.Verdict, d.Reason)
+		}
+		w.clk.Add(time.Hour)
+		if d := page(200); d.Verdict != guard.Suspend {
+			t.Fatalf("an hour and a half later: %v (%s), want suspend", d.Verdict, d.Reason)
+		}
+	})
+}

@@ -121,6 +121,22 @@ func (s *SQL) GuardEvent(ctx context.Context, account, kind string, now time.Tim
 	return counts, err
 }
 
+// GuardLast returns when account last had an event of each kind (zero:
+// never).
+func (s *SQL) GuardLast(ctx context.Context, account string, kinds ...string) ([]time.Time, error) {
+	out := make([]time.Time, len(kinds))
+	for i, k := range kinds {
+		var at sql.NullInt64
+		if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT MAX(at) FROM guard_event WHERE account = ? AND kind = ?`), account, k).Scan(&at); err != nil {
+			return nil, fmt.Errorf("store: guard last: %w", err)
+		}
+		if at.Valid {
+			out[i] = fromMicros(at.Int64)
+		}
+	}
+	return out, nil
+}
+
 // GuardAccounts returns how many distinct accounts had an event of kind at
 // or after since (group-level alarms).
 func (s *SQL) GuardAccounts(ctx context.Context, kind string, since time.Time) (int, error) {
