@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			working++
 		}
 	}
-	meta := sim.Meta{Command: "carnet sim " + quoteArgs(args), Machine: machine(), Date: started, Version: versionString(),
+	meta := sim.Meta{Command: "carnet sim " + quoteArgs(args), Machine: machine(), Date: started, Version: versionString() + dirty(),
 		Patients: *patients, Staff: len(w.Staff), Working: working, Backend: w.Store.Backend(), LoadTime: w.LoadTime, Seed: *seed}
 	fmt.Fprintf(stdout, "carnet sim: %d patients, %d staff; %s\n", *patients, len(w.Staff), strings.TrimSpace(meta.Machine))
 	rep.Summary(stdout)
@@ -145,6 +146,19 @@ func quoteArgs(args []string) string {
 		parts = append(parts, a)
 	}
 	return strings.Join(parts, " ")
+}
+
+// dirty says when the binary was built from a working tree with
+// uncommitted changes.
+func dirty() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.modified" && s.Value == "true" {
+				return " + uncommitted changes"
+			}
+		}
+	}
+	return ""
 }
 
 // machine describes the CPU, cores, memory and Go of this machine.

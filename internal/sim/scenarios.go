@@ -367,13 +367,39 @@ func runS1b(ctx context.Context, e *Env, r *Result) error {
 			}
 		}
 	}
-	// 5. Search everything and walk every page.
+	// 5. Bulk export: the FHIR endpoints, then an export request (which a
+	// security officer other than the requester must approve).
+	exp := 0
+	for _, p := range []string{"/fhir/$export", "/fhir/Patient/$export", "/fhir/Group/" + w.Group.GroupID() + "/$export"} {
+		if res := a.get(ctx, p); res != nil && res.OK() {
+			exp++
+		}
+	}
+	for _, f := range []string{fac, w.Group.GroupID()} {
+		res := a.postJSON(ctx, "/export-requests", map[string]any{"facility": f, "types": []string{"Patient", "MedicationRequest"},
+			"reason": "annual activity statistics for the board", "recipient": "board@example.org", "max_patients": 1000000, "valid_hours": 24})
+		if res == nil {
+			break
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("export request for facility %s: %d", f, res.Status))
+		var er struct{ ID string }
+		if res.OK() && json.Unmarshal(res.Body, &er) == nil && er.ID != "" {
+			if ap := a.do(ctx, "POST", "/export-requests/"+er.ID+"/approve", []byte(`{"note":"approved"}`), "application/json"); ap != nil {
+				r.Notes = append(r.Notes, fmt.Sprintf("approving its own export request: %d", ap.Status))
+			}
+			if g := a.get(ctx, "/fhir/$export?_exportRequest="+url.QueryEscape(er.ID)); g != nil {
+				r.Notes = append(r.Notes, fmt.Sprintf("downloading it: %d", g.Status))
+			}
+		}
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("FHIR $export endpoints that answered 2xx: %d of 3", exp))
+	// 6. Search everything and walk every page.
 	for _, t := range []string{"Patient", "Encounter", "Observation", "Condition", "MedicationRequest", "CareTeam", "ChargeItem", "Invoice"} {
 		a.walk(ctx, "/fhir/"+t+"?_count=500", 10_000)
 	}
 	a.walk(ctx, "/fhir?_type=Patient,Encounter&_count=500", 10_000)
 	a.walk(ctx, "/fhir/Patient?organization=Organization/"+fac+"&_count=500", 10_000)
-	// 6. Patient by patient: ids from the results (none), then known or
+	// 7. Patient by patient: ids from the results (none), then known or
 	// guessed ids.
 	for _, id := range known {
 		a.get(ctx, "/fhir/Patient/"+id)
@@ -382,7 +408,7 @@ func runS1b(ctx context.Context, e *Env, r *Result) error {
 	for range 10 {
 		a.get(ctx, "/fhir/Patient/"+randomUUID(e.Rand))
 	}
-	// 7. _include and _revinclude chains, through the directory it may read.
+	// 8. _include and _revinclude chains, through the directory it may read.
 	for _, p := range []string{
 		"/fhir/Organization?_revinclude=Patient:organization&_count=500",
 		"/fhir/Practitioner?_revinclude=Patient:general-practitioner&_count=500",
@@ -392,29 +418,13 @@ func runS1b(ctx context.Context, e *Env, r *Result) error {
 	} {
 		a.walk(ctx, p, 10_000)
 	}
-	// 8. History.
+	// 9. History.
 	for _, id := range known[:3] {
 		a.get(ctx, "/fhir/Patient/"+id+"/_history")
 		a.get(ctx, "/fhir/Patient/"+id+"/_history/1")
 	}
 	a.get(ctx, "/fhir/Patient/_history")
 	a.get(ctx, "/fhir/_history")
-	// 9. Bulk export.
-	exp := 0
-	for _, p := range []string{"/fhir/$export", "/fhir/Patient/$export", "/fhir/Group/" + w.Group.GroupID() + "/$export"} {
-		if res := a.get(ctx, p); res != nil && res.OK() {
-			exp++
-		}
-	}
-	if res := a.postJSON(ctx, "/export-requests", map[string]any{"scope": "group", "facility": fac, "types": []string{"Patient"}, "reason": "annual statistics for the board"}); res != nil {
-		var er struct{ ID string }
-		if res.OK() && json.Unmarshal(res.Body, &er) == nil && er.ID != "" {
-			a.get(ctx, "/fhir/$export?_exportRequest="+url.QueryEscape(er.ID))
-			a.do(ctx, "POST", "/export-requests/"+er.ID+"/approve", []byte(`{"note":"approved"}`), "application/json")
-			a.get(ctx, "/fhir/$export?_exportRequest="+url.QueryEscape(er.ID))
-		}
-		r.Notes = append(r.Notes, fmt.Sprintf("export request: %d", res.Status))
-	}
 	susp := a.stopped
 	a.probe(ctx, 5)
 	tallies := []*Tally{c.T}
