@@ -21,6 +21,7 @@ type attacker struct {
 	tries   int           // step-ups tolerated per request
 	stopped bool
 	why     string // why it stopped
+	gaveUp  int    // requests given up after a step-up it could not answer
 	next    string // the request it would have sent next (probed after a stop)
 }
 
@@ -59,6 +60,7 @@ func (a *attacker) do(ctx context.Context, method, path string, body []byte, cty
 			continue
 		case r.StepUp:
 			if try+1 >= a.tries {
+				a.gaveUp++
 				a.wait(ctx)
 				return r
 			}

@@ -425,7 +425,6 @@ func runS1b(ctx context.Context, e *Env, r *Result) error {
 	}
 	a.get(ctx, "/fhir/Patient/_history")
 	a.get(ctx, "/fhir/_history")
-	susp := a.stopped
 	a.probe(ctx, 5)
 	tallies := []*Tally{c.T}
 	accts := []string{m.Account}
@@ -438,10 +437,7 @@ func runS1b(ctx context.Context, e *Env, r *Result) error {
 	if err := e.finish(ctx, r, accts, tallies...); err != nil {
 		return err
 	}
-	r.Stopped = a.why
-	if !susp && r.Stopped == "" {
-		r.Stopped = "ran out of avenues"
-	}
+	r.Stopped = stopLabel(a)
 	sc, err := e.scope(ctx, m.Username, c.T)
 	if err != nil {
 		return err
@@ -460,6 +456,23 @@ func runS1b(ctx context.Context, e *Env, r *Result) error {
 	r.Met = r.Disclosed <= 25 && sc.Exact()
 	r.Why = fmt.Sprintf("%d patients; scope missed %d, extra %d", r.Disclosed, sc.Missed, sc.Extra)
 	return nil
+}
+
+// stopLabel says how an attacker's run ended: suspended (possibly on one of
+// its last tries), or why it stopped otherwise.
+func stopLabel(a *attacker) string {
+	a.c.T.mu.Lock()
+	susp := !a.c.T.SuspendedAt.IsZero()
+	a.c.T.mu.Unlock()
+	switch {
+	case susp:
+		return "suspended"
+	case a.why != "":
+		return a.why
+	case a.gaveUp > 0:
+		return fmt.Sprintf("gave up (%d requests met a step-up it cannot answer)", a.gaveUp)
+	}
+	return ""
 }
 
 func samplePatients(w *World, rng *rand.Rand, n int) []string {
@@ -556,7 +569,7 @@ func runS2(ctx context.Context, e *Env, r *Result) error {
 	if err := e.finish(ctx, r, []string{best.Account}, c.T); err != nil {
 		return err
 	}
-	r.Stopped = a.why
+	r.Stopped = stopLabel(a)
 	sc, err := e.scope(ctx, best.Username, c.T)
 	if err != nil {
 		return err
@@ -688,7 +701,7 @@ func slowAndLow(ctx context.Context, e *Env, r *Result, count, perDay int, gap t
 	if err := e.finish(ctx, r, []string{m.Account}, c.T); err != nil {
 		return err
 	}
-	r.Stopped = a.why
+	r.Stopped = stopLabel(a)
 	if r.Stopped == "" {
 		r.Stopped = "30 days over"
 	}
@@ -892,7 +905,7 @@ func runS6(ctx context.Context, e *Env, r *Result) error {
 	if err := e.finish(ctx, r, []string{m.Account}, c.T); err != nil {
 		return err
 	}
-	r.Stopped = a.why
+	r.Stopped = stopLabel(a)
 	r.Attacker = "walks GET /fhir/Patient?organization=<its facility> page by page (20 a page), waiting when throttled, pausing an hour and slowing down when asked for a step-up; after the stop keeps trying (next page, searches, refresh token)"
 	r.Met = r.Disclosed <= 100 && r.AfterStop == 0 && c.T.Count() == before
 	r.Why = fmt.Sprintf("%d patients, %d answers after the stop", r.Disclosed, r.AfterStop)
