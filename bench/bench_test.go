@@ -240,13 +240,13 @@ func TestTokenSourceLoginThenRefresh(t *testing.T) {
 		case "":
 			code, _ := auth.TOTPCode(secret, time.Now())
 			if r.PostForm.Get("username") != "p.b" || r.PostForm.Get("password") != "pw" || r.PostForm.Get("otp") != code {
-				http.Error(w, `{"error":"invalid_grant"}`, 401)
+				http.Error(w, `{"error":"invalid_grant"}`, http.StatusUnauthorized)
 				return
 			}
 			logins++
 		case "refresh_token":
 			if r.PostForm.Get("refresh_token") != fmt.Sprintf("r%d", logins+refreshes) {
-				http.Error(w, `{"error":"invalid_grant"}`, 401)
+				http.Error(w, `{"error":"invalid_grant"}`, http.StatusUnauthorized)
 				return
 			}
 			refreshes++

@@ -24,14 +24,14 @@ func TestTokenSourceStepUpAndThrottle(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if r.Header.Get("Authorization") != "Bearer a1" {
-			http.Error(w, "no token", 401)
+			http.Error(w, "no token", http.StatusUnauthorized)
 			return
 		}
 		switch r.URL.Path {
 		case "/auth/step-up":
 			r.ParseForm()
 			if _, ok := auth.CheckTOTP(secret, r.PostForm.Get("otp"), time.Now()); !ok {
-				http.Error(w, `{"error":"invalid_grant"}`, 401)
+				http.Error(w, `{"error":"invalid_grant"}`, http.StatusUnauthorized)
 				return
 			}
 			stepped = true
@@ -40,7 +40,7 @@ func TestTokenSourceStepUpAndThrottle(t *testing.T) {
 		case "/fhir/Patient/walk":
 			if !stepped {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="carnet", error="insufficient_user_authentication"`)
-				http.Error(w, "step up", 401)
+				http.Error(w, "step up", http.StatusUnauthorized)
 				return
 			}
 			w.Write([]byte(`{"resourceType":"Patient","id":"walk"}`))
@@ -48,12 +48,12 @@ func TestTokenSourceStepUpAndThrottle(t *testing.T) {
 			if throttled == 0 {
 				throttled++
 				w.Header().Set("Retry-After", "0")
-				http.Error(w, "throttled", 429)
+				http.Error(w, "throttled", http.StatusTooManyRequests)
 				return
 			}
 			w.Write([]byte(`{"resourceType":"Patient","id":"burst"}`))
 		case "/fhir/Patient/bad":
-			http.Error(w, "bad token", 401) // no step-up asked: not retried
+			http.Error(w, "bad token", http.StatusUnauthorized) // no step-up asked: not retried
 		default:
 			http.NotFound(w, r)
 		}
@@ -80,7 +80,7 @@ func TestTokenSourceStepUpAndThrottle(t *testing.T) {
 	if ts.throttled != 1 {
 		t.Fatalf("throttled %d", ts.throttled)
 	}
-	if status, err := c.get(ctx, "/Patient/bad", nil); err == nil || status != 401 {
+	if status, err := c.get(ctx, "/Patient/bad", nil); err == nil || status != http.StatusUnauthorized {
 		t.Fatalf("bad token: %d, %v", status, err)
 	}
 	if got := ts.counts(); !strings.Contains(got, "step-ups 1 (1 asked by a 401)") || !strings.Contains(got, "guard throttles waited out 1") {

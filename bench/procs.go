@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -250,4 +249,3 @@ func output(dir string, name string, args ...string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-var errSkip = errors.New("skipped")

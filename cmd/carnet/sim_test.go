@@ -8,9 +8,6 @@ import (
 )
 
 func TestSimCommand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a small world")
-	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "bench", "ATTACKS.md")
 	code, stdout, stderr := runCmd(t, "sim", "--patients", "600", "--staff", "80", "--scenarios", "S1,s6,normal",

@@ -139,23 +139,22 @@ type stay struct {
 	phys                *user
 	nurses              []*user
 	discharge           time.Time
-	oncall              bool
 }
 
 type facState struct {
-	i                  int
-	id, kind, name     string
-	mu                 sync.Mutex
-	pool               []int // the world's patients of the facility
-	extra              []newPatient
-	busy               map[string]bool // patients in a stay
-	stays              []*stay
-	bill               []string // patients of discharged stays, to bill
-	phys, nurses       []*user
-	clerks, billers    []*user
-	pharma, admins     []*user
-	teamOf             map[*user][]int
-	nextBiller, nextMC int
+	i               int
+	id, kind, name  string
+	mu              sync.Mutex
+	pool            []int // the world's patients of the facility
+	extra           []newPatient
+	busy            map[string]bool // patients in a stay
+	stays           []*stay
+	bill            []string // patients of discharged stays, to bill
+	phys, nurses    []*user
+	clerks, billers []*user
+	pharma, admins  []*user
+	teamOf          map[*user][]int
+	nextMC          int
 }
 
 // debugSlow prints the kinds of request that take the most time.
@@ -177,7 +176,6 @@ type work struct {
 	sem       chan struct{}
 	mcDay     int
 	mcFac     *facState
-	requests  atomic.Int64
 	measured  atomic.Int64
 	allReq    atomic.Int64
 	errors    atomic.Int64

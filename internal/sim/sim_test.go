@@ -35,9 +35,6 @@ func smallWorld(t *testing.T) *World {
 // TestReplay runs every attack scenario and a few days of normal work on a
 // small world and holds them to issue 6's targets.
 func TestReplay(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the replay takes about a minute")
-	}
 	w := smallWorld(t)
 	r := NewRunner(w, Options{Progress: progress(t), Work: WorkOptions{Warmup: 1, Days: 2, OnCallCalls: -1}})
 	rep, err := r.Run(context.Background())
@@ -110,9 +107,6 @@ func TestReplay(t *testing.T) {
 // clerk's walk (S6) and the ten accounts (S4) take far more than their
 // targets.
 func TestWithoutGuard(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a world")
-	}
 	w := smallWorld(t)
 	r := NewRunner(w, Options{Scenarios: []string{"S6", "S4"}, NoGuard: true, Progress: progress(t)})
 	rep, err := r.Run(context.Background())
