@@ -20,6 +20,7 @@ type Repo interface {
 	UpdateAccount(ctx context.Context, a *store.Account) error
 	Factors(ctx context.Context, account string) ([]store.Factor, error)
 	ResetFactors(ctx context.Context, account string, factors []store.Factor, recovery []string) error
+	SetPendingFactor(ctx context.Context, f store.Factor) error
 	AdvanceFactor(ctx context.Context, id string, counter int64) (bool, error)
 	UseRecoveryCode(ctx context.Context, account, hash string) (bool, error)
 	InsertTokens(ctx context.Context, ts ...*store.Token) error
@@ -327,6 +328,10 @@ type NewAccount struct {
 	Roles, Facilities               []string
 	// Password: empty generates a strong one, returned in the Enrolment.
 	Password string
+	// EnrolAtFirstLogin creates the account without an authenticator: its
+	// owner enrols one (QR code, recovery codes) at the first login in the
+	// web application, and cannot log in anywhere else before.
+	EnrolAtFirstLogin bool
 }
 
 // Enrolment is what a new account (or an MFA reset) hands to its owner,
@@ -384,6 +389,9 @@ func (s *Service) CreateAccount(ctx context.Context, na NewAccount) (*Enrolment,
 	now := s.opt.Now().UTC()
 	a := &store.Account{ID: randomID(), Username: user, Practitioner: na.Practitioner, Display: na.Display,
 		Roles: na.Roles, Facilities: na.Facilities, PasswordHash: hash, Status: store.StatusActive, Created: now, Updated: now}
+	if na.EnrolAtFirstLogin {
+		return en, s.repo.CreateAccount(ctx, a, nil, nil)
+	}
 	factors, codes, hashes, err := s.newFactors(a, en, now)
 	if err != nil {
 		return nil, err

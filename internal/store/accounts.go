@@ -274,6 +274,18 @@ func (s *SQL) ResetFactors(ctx context.Context, account string, factors []Factor
 	})
 }
 
+// SetPendingFactor replaces the account's factors of f's kind with f,
+// leaving its other factors, recovery codes and tokens alone (an
+// authenticator being enrolled, not yet proven).
+func (s *SQL) SetPendingFactor(ctx context.Context, f Factor) error {
+	return s.execAuth(ctx, func(tx wtx) error {
+		if err := tx.Exec(`DELETE FROM mfa_factors WHERE account = ? AND kind = ?`, f.Account, f.Kind); err != nil {
+			return fmt.Errorf("store: pending factor: %w", err)
+		}
+		return insertFactors(tx, []Factor{f}, nil, f.Account)
+	})
+}
+
 // AdvanceFactor records that a factor was used at counter (a TOTP time
 // step): it succeeds only if counter is beyond the last one used, so a code
 // is accepted once, across all instances. The first use confirms the factor.
