@@ -29,6 +29,7 @@ import (
 	"carnet/internal/store"
 	"carnet/internal/store/postgres"
 	"carnet/internal/store/sqlite"
+	"carnet/internal/web"
 	"carnet/internal/synth"
 )
 
@@ -176,6 +177,7 @@ type serveOptions struct {
 	witness                string
 	webhook                string
 	noGuard                bool
+	secureCookies          bool
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
@@ -183,6 +185,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.breakGlass, "break-glass-max", 4*time.Hour, "longest break-the-glass grant")
 	fs.BoolVar(&o.insecureOpen, "insecure-open", false, "serve WITHOUT authentication or access control (benchmark baseline and tests; refused unless --addr is loopback)")
 	fs.StringVar(&o.webhook, "alert-webhook", os.Getenv("CARNET_ALERT_WEBHOOK"), "URL the guard POSTs every alert to as JSON (env CARNET_ALERT_WEBHOOK)")
+	fs.BoolVar(&o.secureCookies, "secure-cookies", os.Getenv("CARNET_SECURE_COOKIES") == "1", "mark the web application's cookies Secure (behind an HTTPS proxy; requests over TLS get them anyway) (env CARNET_SECURE_COOKIES=1)")
 	fs.BoolVar(&o.noGuard, "insecure-no-guard", false, "serve WITHOUT the exfiltration guard (benchmark baseline only; refused unless --addr is loopback)")
 }
 
@@ -245,10 +248,20 @@ func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, std
 		auditor = alog
 		fmt.Fprintf(stderr, "audit log: %d entries checkpointed, witness in %s\n", alog.Size(), so.witness)
 	}
+	authn := auth.NewService(st, auth.Options{Logger: logger})
+	apiSrv := api.New(st, api.Options{Logger: logger, Version: version,
+		Auth: authn, Policy: pol, Admin: st,
+		InsecureOpen: so.insecureOpen, MaxBreakGlass: so.breakGlass, Audit: auditor, Guard: grd, Alerts: st})
+	handler := http.Handler(apiSrv)
+	if !so.insecureOpen {
+		app, err := web.New(web.Options{API: apiSrv, Auth: authn, SecureCookies: so.secureCookies, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("web application: %w", err)
+		}
+		handler = web.Mount(apiSrv, app)
+	}
 	srv := &http.Server{
-		Handler: api.New(st, api.Options{Logger: logger, Version: version,
-			Auth: auth.NewService(st, auth.Options{Logger: logger}), Policy: pol, Admin: st,
-			InsecureOpen: so.insecureOpen, MaxBreakGlass: so.breakGlass, Audit: auditor, Guard: grd, Alerts: st}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,
@@ -260,7 +273,7 @@ func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, std
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Carnet %s serving %s at http://%s/fhir\n", version, st.Backend(), ln.Addr())
+	fmt.Fprintf(stdout, "Carnet %s serving %s at http://%s/fhir (web application: http://%s/app/)\n", version, st.Backend(), ln.Addr(), ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
