@@ -29,8 +29,8 @@ import (
 	"carnet/internal/store"
 	"carnet/internal/store/postgres"
 	"carnet/internal/store/sqlite"
-	"carnet/internal/web"
 	"carnet/internal/synth"
+	"carnet/internal/web"
 )
 
 // storeFlags are the flags that choose a store and its keys.

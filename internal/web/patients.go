@@ -97,7 +97,7 @@ func dropSpace(r rune) rune {
 func isoDate(s string) (string, bool) {
 	s = strings.TrimSpace(s)
 	if len(s) == 10 && s[4] == '-' && s[7] == '-' {
-		return s, allDigits(s[:4]+s[5:7]+s[8:])
+		return s, allDigits(s[:4] + s[5:7] + s[8:])
 	}
 	if len(s) == 10 && (s[2] == '/' || s[2] == '-' || s[2] == '.') && s[5] == s[2] {
 		iso := s[6:] + "-" + s[3:5] + "-" + s[:2]
