@@ -150,22 +150,31 @@ func (s *Service) backoff(free int) func(n int) time.Duration {
 func (s *Service) Login(ctx context.Context, username, password, otp, client, scope string) (*Grant, error) {
 	now := s.opt.Now()
 	user := normUser(username)
-	acctKey, addrKey := "acct:"+user, "addr:"+client
-	th, err := s.repo.ThrottleState(ctx, acctKey, addrKey)
+	if err := s.throttled(ctx, user, client, now); err != nil {
+		// Nothing is evaluated while backing off: no oracle, no cost.
+		return nil, err
+	}
+	a, ok, err := s.checkPassword(ctx, user, password)
 	if err != nil {
 		return nil, err
 	}
-	var wait time.Duration
-	for _, t := range th {
-		wait = max(wait, t.Until.Sub(now))
+	if ok {
+		if ok, err = s.checkSecondFactor(ctx, a, otp, now); err != nil {
+			return nil, err
+		}
 	}
-	if wait > 0 {
-		// Nothing is evaluated while backing off: no oracle, no cost.
-		return nil, &ThrottledError{RetryAfter: wait}
+	if !ok {
+		return nil, s.failed(ctx, user, client, now)
 	}
+	return s.loggedIn(ctx, a, scope, client, now)
+}
+
+// checkPassword reports whether user is an active account with password,
+// at the cost of one password hash whether the account exists or not.
+func (s *Service) checkPassword(ctx context.Context, user, password string) (*store.Account, bool, error) {
 	a, err := s.repo.AccountByUsername(ctx, user)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		return nil, false, err
 	}
 	ok := false
 	if a == nil || a.PasswordHash == "" {
@@ -174,37 +183,7 @@ func (s *Service) Login(ctx context.Context, username, password, otp, client, sc
 		s.opt.Logger.ErrorContext(ctx, "stored password hash unreadable", "account", a.ID, "err", err)
 		ok = false
 	}
-	if ok && a.Status != store.StatusActive {
-		ok = false
-	}
-	if ok {
-		if ok, err = s.checkSecondFactor(ctx, a, otp, now); err != nil {
-			return nil, err
-		}
-	}
-	if !ok {
-		if err := s.repo.ThrottleFailure(ctx, now, func(n int) time.Duration {
-			return s.backoff(s.opt.AccountFreeFailures)(n)
-		}, acctKey); err != nil {
-			return nil, err
-		}
-		if err := s.repo.ThrottleFailure(ctx, now, s.backoff(s.opt.AddressFreeFailures), addrKey); err != nil {
-			return nil, err
-		}
-		s.opt.Logger.InfoContext(ctx, "login failed", "username", user, "client", client)
-		return nil, ErrInvalidCredentials
-	}
-	if th[acctKey].Failures > 0 {
-		if err := s.repo.ThrottleReset(ctx, acctKey); err != nil {
-			return nil, err
-		}
-	}
-	g, err := s.issue(ctx, a, newSession(), scope, client, now)
-	if err != nil {
-		return nil, err
-	}
-	s.opt.Logger.InfoContext(ctx, "login", "account", a.ID, "username", a.Username, "client", client, "session", g.Session)
-	return g, nil
+	return a, ok && a.Status == store.StatusActive, nil
 }
 
 // checkSecondFactor accepts a current TOTP code of one of the account's

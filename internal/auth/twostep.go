@@ -48,18 +48,11 @@ func (s *Service) BeginLogin(ctx context.Context, username, password, client str
 	if err := s.throttled(ctx, user, client, now); err != nil {
 		return nil, err
 	}
-	a, err := s.repo.AccountByUsername(ctx, user)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	a, ok, err := s.checkPassword(ctx, user, password)
+	if err != nil {
 		return nil, err
 	}
-	ok := false
-	if a == nil || a.PasswordHash == "" {
-		DummyVerify(password)
-	} else if ok, err = VerifyPassword(a.PasswordHash, password); err != nil {
-		s.opt.Logger.ErrorContext(ctx, "stored password hash unreadable", "account", a.ID, "err", err)
-		ok = false
-	}
-	if !ok || a.Status != store.StatusActive {
+	if !ok {
 		return nil, s.failed(ctx, user, client, now)
 	}
 	factors, err := s.repo.Factors(ctx, a.ID)
