@@ -287,13 +287,13 @@ func TestBreakGlassCounts(t *testing.T) {
 		if _, err := w.g.RecordStepUp(context.Background(), in.Session, in.Account); err != nil {
 			t.Fatal(err)
 		}
-		for i := 5; i <= 6; i++ {
+		for i := 5; i <= 12; i++ {
 			if d := bg(i); d.Verdict != guard.Flag {
 				t.Fatalf("grant %d after step-up: %v, want flag", i, d.Verdict)
 			}
 		}
-		if d := bg(7); d.Verdict != guard.Suspend {
-			t.Fatalf("grant 7: %v, want suspend", d.Verdict)
+		if d := bg(13); d.Verdict != guard.Suspend {
+			t.Fatalf("grant 13: %v, want suspend", d.Verdict)
 		}
 		alerts, _ := w.st.Alerts(context.Background(), "", "nurse", 0)
 		flags := 0
@@ -302,8 +302,8 @@ func TestBreakGlassCounts(t *testing.T) {
 				flags++
 			}
 		}
-		if flags < 5 {
-			t.Fatalf("%d break-the-glass alerts, want every allowed grant flagged (5)", flags)
+		if flags < 11 {
+			t.Fatalf("%d break-the-glass alerts, want every allowed grant flagged (11)", flags)
 		}
 	})
 }
