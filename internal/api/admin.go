@@ -185,15 +185,25 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 
 // createAccount: POST /admin/accounts. The account is created with a
 // generated password and a TOTP authenticator (returned once, to hand to
-// its owner) and no role: each requested role becomes a role request that
-// another administrator must approve.
+// its owner), or with "enrol": "first-login" the password alone (its owner
+// enrols an authenticator at the first login in the web application), and
+// no role: each requested role becomes a role request that another
+// administrator must approve.
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Username, Practitioner, Display string
 		Roles, Facilities               []string
+		// Enrol: "" (an authenticator now, returned once) or "first-login"
+		// (none: the owner enrols one at the first login in the web
+		// application, and cannot log in anywhere else before).
+		Enrol string
 	}
 	if err := readJSON(w, r, &in); err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if in.Enrol != "" && in.Enrol != "first-login" {
+		s.fail(w, r, fhir.Invalid("enrol", "enrol is \"first-login\" or absent (an authenticator now)"))
 		return
 	}
 	p := principal(r)
@@ -215,7 +225,8 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	en, err := s.auth.CreateAccount(r.Context(), auth.NewAccount{Username: in.Username, Practitioner: in.Practitioner, Display: in.Display, Facilities: in.Facilities})
+	en, err := s.auth.CreateAccount(r.Context(), auth.NewAccount{Username: in.Username, Practitioner: in.Practitioner, Display: in.Display, Facilities: in.Facilities,
+		EnrolAtFirstLogin: in.Enrol == "first-login"})
 	switch {
 	case errors.Is(err, store.ErrExists):
 		s.fail(w, r, fhir.Errorf(http.StatusConflict, "duplicate", "username %q is taken", clip(in.Username)))

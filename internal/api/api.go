@@ -75,6 +75,7 @@ type Server struct {
 	auditor Auditor
 	guard   *guard.Guard
 	closed  bool
+	check   logChecker // the security console's audit-log checks
 }
 
 // Route is one registered endpoint. Only Public routes answer without a
@@ -153,6 +154,7 @@ func (s *Server) routes() {
 	s.guardRoutes()
 	s.proofRoutes()
 	s.exportRoutes()
+	s.consoleRoutes()
 }
 
 // ServeHTTP implements http.Handler.

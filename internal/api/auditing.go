@@ -112,6 +112,9 @@ var actions = map[string]string{
 	"POST /auth/step-up":                        "step-up",
 	"GET /security/alerts":                      "alert-list",
 	"POST /security/alerts/{id}/acknowledge":    "alert-acknowledge",
+	"GET /security/incident":                    "incident-scope",
+	"GET /security/audit-log":                   "audit-log-status",
+	"POST /security/audit-log/verify":           "audit-log-check",
 }
 
 // audited wraps a handler so that its response leaves only after the

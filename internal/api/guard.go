@@ -78,9 +78,9 @@ func (s *Server) guardResponse(r *http.Request, a *auditRec, status int) *refusa
 
 // unguarded are the actions whose responses the guard does not count:
 // writes answer with what the client sent (the policy decides them), and
-// the security officer's audit searches carry patient ids, not records.
-// Everything else that discloses a patient is counted.
-var unguarded = map[string]bool{"create": true, "update": true, "delete": true, "bundle": true, "audit-search": true}
+// the security officer's audit searches and incident scopes carry patient
+// ids, not records. Everything else that discloses a patient is counted.
+var unguarded = map[string]bool{"create": true, "update": true, "delete": true, "bundle": true, "audit-search": true, "incident-scope": true}
 
 // refusalOf is what the client is told. It never says which limit was
 // crossed: the audit entry and the alert do.
