@@ -101,6 +101,13 @@ const (
 	EventSuspended  = "suspended"
 )
 
+// Break-the-glass grants per 24 hours before a step-up is asked, and
+// before the account is suspended (Options.BreakGlassSoft, BreakGlassHard).
+const (
+	DefaultBreakGlassSoft = 3
+	DefaultBreakGlassHard = 12
+)
+
 // Options configure a Guard.
 type Options struct {
 	// Now is the clock (default time.Now; the attack replay simulates one).
@@ -183,10 +190,10 @@ func New(st Store, opt Options) *Guard {
 		opt.StepUpFor = 8 * time.Hour
 	}
 	if opt.BreakGlassSoft <= 0 {
-		opt.BreakGlassSoft = 3
+		opt.BreakGlassSoft = DefaultBreakGlassSoft
 	}
 	if opt.BreakGlassHard <= 0 {
-		opt.BreakGlassHard = 12
+		opt.BreakGlassHard = DefaultBreakGlassHard
 	}
 	if opt.DeniedHard <= 0 {
 		opt.DeniedHard = 20
