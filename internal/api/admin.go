@@ -266,11 +266,18 @@ func (s *Server) setStatus(status string) http.HandlerFunc {
 		}
 		p := principal(r)
 		officer := p.HasRole(policy.SecurityOfficer)
-		if a.Status == store.StatusSuspended && !officer {
+		// A security officer's account is changed by another security
+		// officer only: an administrator's stolen session must not silence
+		// the one who reads the guard's alerts (the replay's S1b did).
+		targetOfficer := slices.Contains(a.Roles, policy.SecurityOfficer)
+		switch {
+		case a.Status == store.StatusSuspended && !officer:
 			s.fail(w, r, policy.Forbidden("a suspended account is reviewed by the security officer, who alone changes its status"))
 			return
-		}
-		if a.Status != store.StatusSuspended && !policy.IsAdmin(p) {
+		case targetOfficer && !officer:
+			s.fail(w, r, policy.Forbidden("a security officer's account is disabled or enabled by another security officer, not by an administrator"))
+			return
+		case a.Status != store.StatusSuspended && !targetOfficer && !policy.IsAdmin(p):
 			s.fail(w, r, policy.Forbidden("the security officer changes the status of suspended accounts only; administrators manage the others"))
 			return
 		}
