@@ -152,6 +152,12 @@ func sameOrigin(r *http.Request) bool {
 		return false
 	}
 	if o := r.Header.Get("Origin"); o != "" {
+		// Our Referrer-Policy (no-referrer) makes browsers send "Origin:
+		// null" on every form POST, our own pages' included: then the
+		// browser's Sec-Fetch-Site must say it came from this origin.
+		if o == "null" {
+			return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+		}
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return false
