@@ -10,6 +10,7 @@ import (
 // moreRoutes registers the pages beyond sign-in and search, one line per
 // group of pages.
 func (s *Server) moreRoutes() {
+	s.chartRoutes()
 }
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request, u *user) {
