@@ -409,7 +409,7 @@ func (s *Server) chart(w http.ResponseWriter, r *http.Request, u *user) {
 	if s.badPatientID(w, r, u, id) {
 		return
 	}
-	pv, _, ok := s.loadPatient(w, r, u, id)
+	pv, names, ok := s.readPatient(w, r, u, id)
 	if !ok {
 		return
 	}
@@ -439,11 +439,12 @@ func (s *Server) chart(w http.ResponseWriter, r *http.Request, u *user) {
 	if d.Charges.Allowed = may(u, policy.Search, "ChargeItem"); d.Charges.Allowed {
 		chg = &fetch{path: chargeQuery(id, chartCharges, 0)}
 	}
-	all := []*fetch{enc, cond, obs, act, oth, chg}
+	all := append([]*fetch{enc, cond, obs, act, oth, chg}, names...)
 	s.fetchAll(r, u, all...)
 	if s.handledAll(w, r, u, all...) {
 		return
 	}
+	bannerNames(pv, names)
 	fill(p, &d.Encounters, enc, "Encounter", encounterRowOf)
 	fill(p, &d.Conditions, cond, "Condition", conditionRowOf)
 	var observations section[obsRow]
@@ -455,6 +456,64 @@ func (s *Server) chart(w http.ResponseWriter, r *http.Request, u *user) {
 	fill(p, &d.Other, oth, "MedicationRequest", rxRowOf)
 	fill(p, &d.Charges, chg, "ChargeItem", chargeRowOf)
 	s.render(w, r, http.StatusOK, "chart", p)
+}
+
+// readPatient is loadPatient for the chart: the Patient read (the access
+// decision: a refusal answers the page), then the names of the attending
+// physician and the facility as requests the caller makes along with its
+// own (one round trip less before the sections start).
+func (s *Server) readPatient(w http.ResponseWriter, r *http.Request, u *user, id string) (*patientView, []*fetch, bool) {
+	a := s.call(r, u, http.MethodGet, "/fhir/Patient/"+url.PathEscape(id), nil)
+	if s.handled(w, r, u, a) {
+		return nil, nil, false
+	}
+	if !a.OK() {
+		// As loadPatient answers a refusal.
+		p := s.newPage(r, u)
+		p.Title = p.T("patient.title")
+		p.Error = a.Message()
+		if a.Status == http.StatusForbidden || a.Status == http.StatusNotFound {
+			p.Error = p.T("patient.no-access")
+			p.Data = id
+			s.render(w, r, a.Status, "noaccess", p)
+			return nil, nil, false
+		}
+		s.render(w, r, a.Status, "error", p)
+		return nil, nil, false
+	}
+	pr, err := a.Resource()
+	if err != nil {
+		s.render(w, r, http.StatusBadGateway, "error", s.newPage(r, u).withError(s.t(r, "error.unavailable")))
+		return nil, nil, false
+	}
+	v := newPatientView(pr, s.opt.Now())
+	var names []*fetch
+	if v.GP == "" && fhir.ValidID(v.GPID) {
+		names = append(names, &fetch{path: "/fhir/Practitioner/" + url.PathEscape(v.GPID)})
+	}
+	if v.Facility == "" && fhir.ValidID(v.FacilityID) {
+		names = append(names, &fetch{path: "/fhir/Organization/" + url.PathEscape(v.FacilityID)})
+	}
+	return v, names, true
+}
+
+// bannerNames fills the banner's names from readPatient's requests.
+func bannerNames(v *patientView, names []*fetch) {
+	for _, f := range names {
+		if f.a == nil || !f.a.OK() {
+			continue
+		}
+		x, err := f.a.Resource()
+		if err != nil {
+			continue
+		}
+		switch x.str("resourceType") {
+		case "Practitioner":
+			v.GP = personName(x)
+		case "Organization":
+			v.Facility = x.str("name")
+		}
+	}
 }
 
 // doneNotice is the notice after a redirect (?done=...), from the catalog
