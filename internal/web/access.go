@@ -25,14 +25,19 @@ var breakGlassReasons = []string{"emergency", "continuity-of-care", "on-call", "
 var breakGlassMinutes = []int{30, 60, 120, 240}
 
 // cookieBTG remembers, for the banner, the break-the-glass grants this
-// browser obtained: "patient:unix-expiry/..." as the API answered them. It
-// is only a display hint (the API decides every access): a forged value
-// shows a banner to its own author and opens nothing.
+// browser's user obtained: "account/patient:unix-expiry/..." as the API
+// answered them. It is only a display hint (the API decides every
+// access): a forged value shows a banner to its own author and opens
+// nothing. Entries of another account (a shared workstation) are ignored.
 const cookieBTG = "carnet_btg"
 
-func btgEntries(r *http.Request, now time.Time) map[string]time.Time {
+func btgEntries(r *http.Request, account string, now time.Time) map[string]time.Time {
 	out := map[string]time.Time{}
-	for part := range strings.SplitSeq(cookie(r, cookieBTG), "/") {
+	acct, rest, ok := strings.Cut(cookie(r, cookieBTG), "/")
+	if !ok || acct == "" || acct != cookieSafe(account) {
+		return out
+	}
+	for part := range strings.SplitSeq(rest, "/") {
 		id, exp, ok := strings.Cut(part, ":")
 		n, err := strconv.ParseInt(exp, 10, 64)
 		if !ok || err != nil || id == "" {
@@ -45,16 +50,26 @@ func btgEntries(r *http.Request, now time.Time) map[string]time.Time {
 	return out
 }
 
-// btgUntil reports the end of this browser's grant to patient id, if one
-// is running.
-func (s *Server) btgUntil(_ http.ResponseWriter, r *http.Request, id string) (time.Time, bool) {
-	t, ok := btgEntries(r, s.opt.Now())[id]
+// cookieSafe keeps the characters a cookie value may hold unquoted.
+func cookieSafe(s string) string {
+	return strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' {
+			return c
+		}
+		return -1
+	}, s)
+}
+
+// btgUntil reports the end of the user's grant to patient id, if one is
+// running.
+func (s *Server) btgUntil(r *http.Request, u *user, id string) (time.Time, bool) {
+	t, ok := btgEntries(r, u.AccountID, s.opt.Now())[id]
 	return t, ok
 }
 
-func (s *Server) rememberBTG(w http.ResponseWriter, r *http.Request, id string, until time.Time) {
+func (s *Server) rememberBTG(w http.ResponseWriter, r *http.Request, u *user, id string, until time.Time) {
 	now := s.opt.Now()
-	m := btgEntries(r, now)
+	m := btgEntries(r, u.AccountID, now)
 	m[id] = until
 	ids := make([]string, 0, len(m))
 	for k := range m {
@@ -65,7 +80,7 @@ func (s *Server) rememberBTG(w http.ResponseWriter, r *http.Request, id string, 
 	if len(ids) > 12 {
 		ids = ids[:12]
 	}
-	var parts []string
+	parts := []string{cookieSafe(u.AccountID)}
 	last := until
 	for _, k := range ids {
 		parts = append(parts, k+":"+strconv.FormatInt(m[k].Unix(), 10))
@@ -161,7 +176,7 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request, u *user) {
 	if err := a.JSON(&g); err != nil || g.Expires.IsZero() {
 		g.Expires = s.opt.Now().Add(time.Duration(d.Minutes) * time.Minute)
 	}
-	s.rememberBTG(w, r, id, g.Expires)
+	s.rememberBTG(w, r, u, id, g.Expires)
 	http.Redirect(w, r, Prefix+"patients/"+url.PathEscape(id)+"?done=btg", http.StatusSeeOther)
 }
 

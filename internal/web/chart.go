@@ -113,7 +113,7 @@ type rxRow struct {
 }
 
 type chargeRow struct {
-	Code, Text, Status, When, Price string
+	Code, Text, Status, When, Amount, Currency string
 }
 
 // chartData is the chart page.
@@ -149,7 +149,7 @@ func (s *Server) linksFor(w http.ResponseWriter, r *http.Request, u *user, id, h
 		Billing:       may(u, policy.Search, "ChargeItem"),
 		Death:         may(u, policy.Read, "Patient"),
 	}
-	if until, ok := s.btgUntil(w, r, id); ok {
+	if until, ok := s.btgUntil(r, u, id); ok {
 		l.BTG, l.BTGUntil = true, until.In(time.Local).Format("15:04")
 	}
 	return l
@@ -373,22 +373,8 @@ func chargeRowOf(_ *bundle, c res) chargeRow {
 	if row.When == "" {
 		row.When = c.str("enteredDate")
 	}
-	if v := c.str("priceOverride", "value"); v != "" {
-		row.Price = money(v, c.str("priceOverride", "currency"))
-	}
+	row.Amount, row.Currency = c.str("priceOverride", "value"), c.str("priceOverride", "currency")
 	return row
-}
-
-func money(v, cur string) string {
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		return v + " " + cur
-	}
-	s := strconv.FormatFloat(f, 'f', 2, 64)
-	if cur == "" || cur == "EUR" {
-		return s + " €"
-	}
-	return s + " " + cur
 }
 
 // ---- the chart ------------------------------------------------------------------
@@ -648,6 +634,40 @@ func (p *page) Label(prefix, code string) string {
 	return code
 }
 
+// Num formats a decimal number for the page's language (36,8 in French),
+// with at most two decimals; anything else shows as it is.
+func (p *page) Num(v string) string {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return v
+	}
+	return fmtNum(p.Lang, f)
+}
+
+// Money formats an amount and its currency.
+func (p *page) Money(v, cur string) string {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return strings.TrimSpace(v + " " + cur)
+	}
+	s := strconv.FormatFloat(f, 'f', 2, 64)
+	if p.Lang == "fr" {
+		s = strings.Replace(s, ".", ",", 1)
+	}
+	if cur == "" || cur == "EUR" {
+		cur = "€"
+	}
+	return s + "\u00a0" + cur
+}
+
+// DateOr is Date, or "—" for no date.
+func (p *page) DateOr(v string) string {
+	if v == "" {
+		return "—"
+	}
+	return p.Date(v)
+}
+
 // Dash shows "—" for an empty value.
 func (p *page) Dash(v string) string {
 	if v == "" {
@@ -799,24 +819,25 @@ func drawTrend(p *page, title, unit string, labels []string, lines [][]point) *t
 		for _, pt := range l {
 			px, py := f(x(pt.t)), f(y(pt.v))
 			pts = append(pts, px+","+py)
-			sr.Dots = append(sr.Dots, trendDot{X: px, Y: py, Title: p.Date(pt.t.Format(time.RFC3339)) + " : " + fmtNum(pt.v) + " " + unit})
+			sr.Dots = append(sr.Dots, trendDot{X: px, Y: py, Title: p.Date(pt.t.Format(time.RFC3339)) + " : " + fmtNum(p.Lang, pt.v) + " " + unit})
 		}
 		sr.Points = strings.Join(pts, " ")
 		tr.Series = append(tr.Series, sr)
 		last := l[len(l)-1]
-		desc = append(desc, p.T("trend.desc", labels[i], len(l), fmtNum(minOf(l)), fmtNum(maxOf(l)), fmtNum(last.v)+" "+unit, p.Date(last.t.Format(time.RFC3339))))
+		desc = append(desc, p.T("trend.desc", labels[i], len(l), fmtNum(p.Lang, minOf(l)), fmtNum(p.Lang, maxOf(l)), fmtNum(p.Lang, last.v)+" "+unit, p.Date(last.t.Format(time.RFC3339))))
 	}
 	tr.Desc = strings.Join(desc, " ")
-	tr.YTop, tr.YBottom = fmtNum(hi), fmtNum(lo)
+	tr.YTop, tr.YBottom = fmtNum(p.Lang, hi), fmtNum(p.Lang, lo)
 	tr.XFirst, tr.XLast = p.Date(t0.Format("2006-01-02")), p.Date(t1.Format("2006-01-02"))
 	return tr
 }
 
-func fmtNum(v float64) string {
-	if v == math.Trunc(v) && math.Abs(v) < 1e9 {
-		return strconv.FormatFloat(v, 'f', 0, 64)
+func fmtNum(lang string, v float64) string {
+	s := strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+	if lang == "fr" {
+		s = strings.Replace(s, ".", ",", 1)
 	}
-	return strconv.FormatFloat(v, 'f', 1, 64)
+	return s
 }
 
 func minOf(l []point) float64 {

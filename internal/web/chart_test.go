@@ -83,6 +83,16 @@ func find(t testing.TB, a *app, typ string, q url.Values) []map[string]any {
 	return out
 }
 
+// rawKey is a catalog key shown untranslated.
+var rawKey = regexp.MustCompile(`>[^<]*\b(chart|section|done|enc|class|cond|obs|loinc|vital|trend|charge|rx|route|death|btg|access|purpose|role|audit|adm|pager)\.[a-z0-9-]+\b`)
+
+func noRawKeys(t testing.TB, where, body string) {
+	t.Helper()
+	if m := rawKey.FindString(body); m != "" {
+		t.Errorf("%s shows an untranslated key: %q", where, m)
+	}
+}
+
 func wantStatus(t testing.TB, what string, resp *http.Response, body string, status int) {
 	t.Helper()
 	if resp.StatusCode != status {
@@ -112,6 +122,7 @@ func TestChartShowsBannerAndSections(t *testing.T) {
 			t.Errorf("chart lacks %q", want)
 		}
 	}
+	noRawKeys(t, "chart", body)
 	if t.Failed() {
 		t.Log(body)
 	}
@@ -178,6 +189,7 @@ func TestPrescribeThenStop(t *testing.T) {
 	if !strings.Contains(body, `<label for="dose">`) {
 		t.Fatal("a physician sees no prescription form")
 	}
+	noRawKeys(t, "prescriptions", body)
 	dose := "2 comprimés matin et soir, marqueur " + time.Now().Format("150405.000")
 	resp, body = b.post("/app/patients/"+pat.ID+"/prescriptions", url.Values{"med": {"C09AA05"}, "dose": {dose}, "route": {"26643006"}})
 	wantStatus(t, "prescribing", resp, body, http.StatusOK)
@@ -271,11 +283,11 @@ func TestNurseCannotPrescribe(t *testing.T) {
 }
 
 // admissionSetup returns a clerk (from clerkFrom) and a physician member
-// (20..29) of one of the clerk's facilities.
+// (22..27) of one of the clerk's facilities.
 func admissionSetup(t *testing.T, a *app, clerkFrom int) (*sim.Member, *sim.Member) {
 	for c := clerkFrom; c < 30; c++ {
 		clerk := a.member(t, policy.AdmissionClerk, c)
-		for k := 20; k < 30; k++ {
+		for k := 22; k < 28; k++ {
 			ph := a.member(t, policy.Physician, k)
 			for _, f := range ph.Facilities {
 				if slices.Contains(clerk.Facilities, f) {
@@ -309,6 +321,7 @@ func TestAdmissionWithDuplicateDetection(t *testing.T) {
 	b.login(clerk)
 	resp, body := b.get("/app/admission")
 	wantStatus(t, "admission form", resp, body, http.StatusOK)
+	noRawKeys(t, "admission", body)
 	if !strings.Contains(body, `value="`+admissionForm(ph, clerk, "", "", "", "").Get("physician")+`"`) {
 		t.Fatalf("the physician %s is not offered", ph.Username)
 	}
@@ -334,6 +347,7 @@ func TestAdmissionWithDuplicateDetection(t *testing.T) {
 	// The same INS, another name: a warning, nothing created.
 	resp, body = b.post("/app/admission", admissionForm(ph, clerk, "Autrenom", "Zoé", "01/02/1990", ins))
 	wantStatus(t, "same INS", resp, body, http.StatusConflict)
+	noRawKeys(t, "duplicate warning", body)
 	if !strings.Contains(body, `href="/app/patients/`+first+`"`) || !strings.Contains(body, `name="anyway"`) {
 		t.Fatalf("duplicate warning:\n%s", body)
 	}
@@ -392,6 +406,7 @@ func TestDeathDeclaration(t *testing.T) {
 	id := chartLink.FindStringSubmatch(resp.Request.URL.Path)[1]
 	resp, body = b.get("/app/patients/" + id + "/death")
 	wantStatus(t, "death form", resp, body, http.StatusOK)
+	noRawKeys(t, "death form", body)
 	if !strings.Contains(body, `data-confirm=`) || !strings.Contains(body, `name="when"`) {
 		t.Fatalf("death form:\n%s", body)
 	}
@@ -450,6 +465,7 @@ func TestBreakTheGlass(t *testing.T) {
 	wantStatus(t, "before", resp, body, http.StatusForbidden)
 	resp, body = b.get("/app/patients/" + pat.ID + "/break-the-glass")
 	wantStatus(t, "dialog", resp, body, http.StatusOK)
+	noRawKeys(t, "break-the-glass dialog", body)
 	for _, want := range []string{`name="reason"`, `value="emergency"`, `name="detail"`, `name="minutes"`, "jusqu&#39;à", `data-confirm=`} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("dialog lacks %q:\n%s", want, body)
@@ -501,6 +517,7 @@ func TestAccessHistory(t *testing.T) {
 	b.get("/app/patients/" + pat.ID + "/prescriptions")
 	resp, body := b.get("/app/patients/" + pat.ID + "/access")
 	wantStatus(t, "access history", resp, body, http.StatusOK)
+	noRawKeys(t, "access history", body)
 	row := regexp.MustCompile(`<tr>\s*<td>[^<]+</td><td>` + regexp.QuoteMeta(m.Username) + `</td><td>médecin</td>\s*<td>([^<]+)`).FindStringSubmatch(body)
 	if row == nil || !strings.Contains(row[1], "lecture") || !strings.Contains(row[1], "recherche") {
 		t.Fatalf("the visit just made is not listed:\n%s", body)
