@@ -236,6 +236,25 @@ func TestAuditEventSearch(t *testing.T) {
 	if m := decode(t, r.Body); r.Status != 200 || num(m["total"]) < 2 || !strings.Contains(string(r.Body), "m-nurse") {
 		t.Errorf("physician, access history of A: %s", r)
 	}
+	// A clerk's search that disclosed A among others: A's history names A
+	// only (the officer sees the whole entry).
+	w.ts.do(t, "GET", "/fhir/Patient?_count=50", nil, bearerHdr(w.tokens[policy.AdmissionClerk])...)
+	r = w.ts.do(t, "GET", "/fhir/AuditEvent?patient="+w.patients["A"], nil, so...)
+	others := 0
+	for k, id := range w.patients {
+		if k != "A" && strings.Contains(string(r.Body), "Patient/"+id) {
+			others++
+		}
+	}
+	if others == 0 {
+		t.Fatalf("the clerk's search disclosed no other patient: the check below proves nothing\n%s", r)
+	}
+	r = w.ts.do(t, "GET", "/fhir/AuditEvent?patient="+w.patients["A"], nil, doc...)
+	for k, id := range w.patients {
+		if k != "A" && strings.Contains(string(r.Body), id) {
+			t.Errorf("physician's access history of A names patient %s (%s)", k, id)
+		}
+	}
 	for _, path := range []string{"/fhir/AuditEvent", "/fhir/AuditEvent?patient=" + w.patients["C"], "/fhir/AuditEvent?agent=m-nurse"} {
 		if r := w.ts.do(t, "GET", path, nil, doc...); r.Status != 403 {
 			t.Errorf("physician GET %s: %d, want 403", path, r.Status)

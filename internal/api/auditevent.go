@@ -74,7 +74,8 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 			f.Account = a.ID
 		}
 	}
-	if !p.HasRole(policy.SecurityOfficer) {
+	officer := p.HasRole(policy.SecurityOfficer)
+	if !officer {
 		// A patient's access history, for someone who may read the patient.
 		if f.Patient == "" || f.Account != "" {
 			s.fail(w, r, policy.Forbidden("the audit log is for the security officer; others may ask for the access history of a patient they care for (AuditEvent?patient=ID)"))
@@ -104,6 +105,12 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 		e, err := audit.Decode(row.Entry)
 		if err != nil {
 			continue
+		}
+		if !officer {
+			// One patient's history names that patient only: the other
+			// patients of the same request (a colleague's search results)
+			// and what the request was about are not theirs to see.
+			e.Patients, e.Subject = []string{f.Patient}, ""
 		}
 		for _, pid := range e.Patients {
 			disclose(r, "AuditEvent", pid) // ids only: the history is about them
