@@ -161,7 +161,11 @@ func (s *SQL) indexAuditChunk(max int) (more bool, err error) {
 			}
 			return cmp.Compare(a[1].(int64), b[1].(int64))
 		})
-		if s.d.JSONEach {
+		if len(keys) == 0 {
+			// Entries of no account and no patient (a failed login of an
+			// unknown user): nothing to key. (json_each('null') would
+			// yield one NULL row.)
+		} else if s.d.JSONEach {
 			b, err := json.Marshal(keys)
 			if err != nil {
 				return err

@@ -217,3 +217,29 @@ func TestSQLiteAuditSchemaUpgrade(t *testing.T) {
 	}
 	st2.Close()
 }
+
+// TestAuditKeysOfAnAnonymousEntry: entries of no account and no patient (a
+// failed login of an unknown user) alone between two key derivations must
+// not stop the derivation (they once made SQLite insert a NULL key).
+func TestAuditKeysOfAnAnonymousEntry(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st store.Store) {
+		s := st.(*store.SQL)
+		ctx := t.Context()
+		base := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+		anon := &store.AuditRecord{At: base, Action: "login-failed", Client: "10.0.0.9", Entry: []byte(`{"i":0}`)}
+		if err := s.AppendAudit(ctx, anon); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.IndexAudit(ctx); err != nil {
+			t.Fatalf("keys of an anonymous entry: %v", err)
+		}
+		rec := &store.AuditRecord{At: base.Add(time.Second), Account: "acct-1", Action: "read", Client: "10.0.0.1", Patients: []string{"pat-1"}, Entry: []byte(`{"i":1}`)}
+		if err := s.AppendAudit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.FindAudit(ctx, store.AuditFilter{Patient: "pat-1"})
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("after an anonymous entry: %d rows, %v", len(rows), err)
+		}
+	})
+}
