@@ -19,7 +19,7 @@ func (c catalog) t(lang, key string) string {
 // messages merges the catalogs of every group of pages.
 func messages() catalog {
 	all := catalog{}
-	for _, c := range []catalog{coreMessages, chartMessages} {
+	for _, c := range []catalog{coreMessages, adminMessages, chartMessages} {
 		for k, v := range c {
 			all[k] = v
 		}

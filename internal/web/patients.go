@@ -10,6 +10,8 @@ import (
 // moreRoutes registers the pages beyond sign-in and search, one line per
 // group of pages.
 func (s *Server) moreRoutes() {
+	s.adminPages()
+	s.securityPages()
 	s.chartRoutes()
 }
 

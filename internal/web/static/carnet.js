@@ -33,5 +33,25 @@
       b.addEventListener("click", function () { window.print(); });
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { sessionWarning(); confirmations(); });
+  // An element with data-autorefresh="30" (the security console's alerts)
+  // reloads its page every 30 s, at most 20 times in a row (auto=N in the
+  // URL: an unattended console does not keep its session alive forever),
+  // and not while a form field is focused or a note is being written.
+  function autoRefresh() {
+    var el = document.querySelector("[data-autorefresh]");
+    var secs = el ? parseInt(el.getAttribute("data-autorefresh"), 10) : 0;
+    var url = new URL(window.location.href);
+    var n = parseInt(url.searchParams.get("auto") || "0", 10);
+    if (!(secs >= 5) || n >= 20) { return; }
+    function tick() {
+      var a = document.activeElement, busy = a && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName);
+      document.querySelectorAll("textarea").forEach(function (t) { if (t.value) { busy = true; } });
+      if (busy) { window.setTimeout(tick, secs * 1000); return; }
+      url.searchParams.set("auto", String(n + 1));
+      url.searchParams.delete("done");
+      window.location.replace(url.toString());
+    }
+    window.setTimeout(tick, secs * 1000);
+  }
+  document.addEventListener("DOMContentLoaded", function () { sessionWarning(); confirmations(); autoRefresh(); });
 })();
