@@ -326,6 +326,11 @@ func (d *Decider) CheckWrite(ctx context.Context, p *auth.Principal, typ string,
 	if next.Patient == "" {
 		return Forbidden("%s must reference a patient (%s)", typ, fhir.LookupType(typ).PatientRef)
 	}
+	if f := foreignFacility(p, prev, next); f != "" {
+		// A stay (or care team) links its patient to its facility for good
+		// and gives that facility's staff access: only at one's own.
+		return Forbidden("%s links the patient to facility %s, which is not one of yours: a stay or care team is opened at one of your facilities", typ, f)
+	}
 	if prev != nil && !prev.Deleted && prev.Patient == next.Patient {
 		return nil // checked above
 	}
@@ -337,6 +342,26 @@ func (d *Decider) CheckWrite(ctx context.Context, p *auth.Principal, typ string,
 		}
 	}
 	return d.checkPatient(ctx, p, act, typ, next.Patient)
+}
+
+// foreignFacility returns a facility the new version links its patient to
+// that the current version did not and that is not one of the writer's
+// ("" if none).
+func foreignFacility(p *auth.Principal, prev *store.Resource, next *store.Write) string {
+	var had []string
+	if prev != nil && !prev.Deleted {
+		if r, err := fhir.Parse(prev.Data); err == nil {
+			for _, l := range fhir.CareLinks(r) {
+				had = append(had, l.Facility)
+			}
+		}
+	}
+	for _, l := range next.Links {
+		if l.Facility != "" && !slices.Contains(p.Facilities, l.Facility) && !slices.Contains(had, l.Facility) {
+			return l.Facility
+		}
+	}
+	return ""
 }
 
 // sameFacilityLinks: the new version keeps the facility of the current one.
