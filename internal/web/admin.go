@@ -62,29 +62,6 @@ func adminNav(current string) []navLink {
 		navLink{Href: Prefix + "exports", Key: "admin.nav.exports"})
 }
 
-// apiHandled is handled for the administration and security pages: a 403
-// there is the API refusing an action (its message is shown on the page),
-// unless the guard says the user's own account is suspended.
-func (s *Server) apiHandled(w http.ResponseWriter, r *http.Request, u *user, a *apiResponse) bool {
-	if a.Status == http.StatusForbidden && apiCode(a) != "suspended" {
-		return false
-	}
-	return s.handled(w, r, u, a)
-}
-
-// apiCode is the first issue code of an OperationOutcome answer.
-func apiCode(a *apiResponse) string {
-	var oo struct {
-		Issue []struct {
-			Code string `json:"code"`
-		} `json:"issue"`
-	}
-	if json.Unmarshal(a.Body, &oo) != nil || len(oo.Issue) == 0 {
-		return ""
-	}
-	return oo.Issue[0].Code
-}
-
 // deny answers 403 with a page saying why.
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, u *user, key string) {
 	p := s.newPage(r, u)
@@ -236,7 +213,7 @@ func (s *Server) adminAccounts(w http.ResponseWriter, r *http.Request, u *user) 
 	p.Data = d
 	done(p, r, "created")
 	a := s.call(r, u, http.MethodGet, "/admin/accounts", nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	var all []apiAccount
@@ -407,7 +384,7 @@ func (s *Server) adminCreateAccount(w http.ResponseWriter, r *http.Request, u *u
 		return
 	}
 	a := s.call(r, u, http.MethodPost, "/admin/accounts", jsonBody(in))
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	var out struct {
@@ -470,7 +447,7 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, u *user, us
 	p := s.newPage(r, u)
 	p.Title = p.T("admin.account.title")
 	a := s.call(r, u, http.MethodGet, "/admin/accounts/"+url.PathEscape(username), nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return nil, nil
 	}
 	d := &accountData{Nav: adminNav(""), Roles: policy.Roles, Op: "grant"}
@@ -536,7 +513,7 @@ func (s *Server) adminSetStatus(w http.ResponseWriter, r *http.Request, u *user)
 		return
 	}
 	a := s.call(r, u, http.MethodPost, "/admin/accounts/"+url.PathEscape(username)+"/"+act, nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if a.OK() {
@@ -567,7 +544,7 @@ func (s *Server) adminResetMFA(w http.ResponseWriter, r *http.Request, u *user) 
 	}
 	username := r.PathValue("username")
 	a := s.call(r, u, http.MethodPost, "/admin/accounts/"+url.PathEscape(username)+"/reset-mfa", nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	var out struct {
@@ -595,7 +572,7 @@ func (s *Server) adminRequestRole(w http.ResponseWriter, r *http.Request, u *use
 	username := r.PathValue("username")
 	op, role, fac := r.PostFormValue("op"), r.PostFormValue("role"), r.PostFormValue("facility")
 	a := s.call(r, u, http.MethodPost, "/admin/role-requests", jsonBody(map[string]string{"username": username, "op": op, "role": role, "facility": fac}))
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if a.OK() {
@@ -631,7 +608,7 @@ func (s *Server) rolesPage(w http.ResponseWriter, r *http.Request, u *user, stat
 		path += "?status=" + status
 	}
 	a := s.call(r, u, http.MethodGet, path, nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return nil, false
 	}
 	if !a.OK() || a.JSON(&d.Requests) != nil {
@@ -675,7 +652,7 @@ func (s *Server) adminDecideRole(w http.ResponseWriter, r *http.Request, u *user
 	var a *apiResponse
 	if dec == "approve" || dec == "reject" {
 		a = s.call(r, u, http.MethodPost, "/admin/role-requests/"+url.PathEscape(r.PathValue("id"))+"/"+dec, []byte("{}"))
-		if s.apiHandled(w, r, u, a) {
+		if s.handled(w, r, u, a) {
 			return
 		}
 		if a.OK() {
@@ -726,7 +703,7 @@ func (s *Server) adminFacilities(w http.ResponseWriter, r *http.Request, u *user
 		v.Set("name", d.Name)
 	}
 	a := s.call(r, u, http.MethodGet, "/fhir/Organization?"+v.Encode(), nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	entries, total, err := a.Entries()
@@ -825,7 +802,7 @@ func (s *Server) exportsPage(w http.ResponseWriter, r *http.Request, u *user, st
 		path += "?status=" + status
 	}
 	a := s.call(r, u, http.MethodGet, path, nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return nil, nil, false
 	}
 	if !a.OK() || a.JSON(&d.Exports) != nil {
@@ -908,7 +885,7 @@ func (s *Server) exportRequest(w http.ResponseWriter, r *http.Request, u *user) 
 		}
 	}
 	a := s.call(r, u, http.MethodPost, "/export-requests", jsonBody(body))
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if a.OK() {
@@ -925,7 +902,7 @@ func (s *Server) exportDecide(w http.ResponseWriter, r *http.Request, u *user) {
 	var a *apiResponse
 	if dec == "approve" || dec == "reject" {
 		a = s.call(r, u, http.MethodPost, "/export-requests/"+url.PathEscape(id)+"/"+dec, jsonBody(map[string]string{"note": note}))
-		if s.apiHandled(w, r, u, a) {
+		if s.handled(w, r, u, a) {
 			return
 		}
 		if a.OK() {

@@ -152,9 +152,24 @@ func (a *apiResponse) StepUp() bool {
 	return a.Status == http.StatusUnauthorized && strings.Contains(a.Header.Get("WWW-Authenticate"), "insufficient_user_authentication")
 }
 
-// Suspended reports that the account was suspended.
+// Suspended reports that the guard suspended the account: a 403 whose
+// OperationOutcome has the issue code "suspended" (not any refusal that
+// mentions suspended accounts).
 func (a *apiResponse) Suspended() bool {
-	return a.Status == http.StatusForbidden && strings.Contains(strings.ToLower(string(a.Body)), "suspended")
+	return a.Status == http.StatusForbidden && apiCode(a) == "suspended"
+}
+
+// apiCode is the first issue code of an OperationOutcome answer.
+func apiCode(a *apiResponse) string {
+	var oo struct {
+		Issue []struct {
+			Code string `json:"code"`
+		} `json:"issue"`
+	}
+	if json.Unmarshal(a.Body, &oo) != nil || len(oo.Issue) == 0 {
+		return ""
+	}
+	return oo.Issue[0].Code
 }
 
 var errAPI = errors.New("api")

@@ -123,7 +123,7 @@ func (s *Server) alertsPage(w http.ResponseWriter, r *http.Request, u *user, q u
 	}
 	d.Refresh = Prefix + "security?" + rv.Encode()
 	a := s.call(r, u, http.MethodGet, "/security/alerts?"+v.Encode(), nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return nil, false
 	}
 	var out struct {
@@ -176,7 +176,7 @@ func (s *Server) secAcknowledge(w http.ResponseWriter, r *http.Request, u *user)
 	}
 	id, note := r.PathValue("id"), strings.TrimSpace(r.PostFormValue("note"))
 	a := s.call(r, u, http.MethodPost, "/security/alerts/"+url.PathEscape(id)+"/acknowledge", jsonBody(map[string]string{"note": note}))
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if a.OK() {
@@ -204,7 +204,7 @@ func (s *Server) secEnable(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	a := s.call(r, u, http.MethodPost, "/admin/accounts/"+url.PathEscape(r.PathValue("username"))+"/enable", nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if a.OK() {
@@ -247,7 +247,7 @@ func (s *Server) btgPage(w http.ResponseWriter, r *http.Request, u *user, all bo
 		path += "?status=all"
 	}
 	a := s.call(r, u, http.MethodGet, path, nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return nil, false
 	}
 	if !a.OK() || a.JSON(&d.Grants) != nil {
@@ -276,7 +276,7 @@ func (s *Server) secReview(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	id, note := r.PathValue("id"), strings.TrimSpace(r.PostFormValue("note"))
 	a := s.call(r, u, http.MethodPost, "/security/break-glass/"+url.PathEscape(id)+"/review", jsonBody(map[string]string{"note": note}))
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if a.OK() {
@@ -355,7 +355,7 @@ func (s *Server) secAudit(w http.ResponseWriter, r *http.Request, u *user) {
 		v.Add("date", f.prefix+iso)
 	}
 	a := s.call(r, u, http.MethodGet, "/fhir/AuditEvent?"+v.Encode(), nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	entries, _, err := a.Entries()
@@ -470,7 +470,7 @@ func (s *Server) secIncident(w http.ResponseWriter, r *http.Request, u *user) {
 	d.Searched = true
 	v := incidentQuery(d.Account, d.Since, d.Until, "json")
 	a := s.call(r, u, http.MethodGet, "/security/incident?"+v.Encode(), nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	var rep apiScope
@@ -524,7 +524,7 @@ func (s *Server) secIncidentDownload(w http.ResponseWriter, r *http.Request, u *
 	}
 	v := incidentQuery(account, strings.TrimSpace(q.Get("since")), strings.TrimSpace(q.Get("until")), format)
 	a := s.call(r, u, http.MethodGet, "/security/incident?"+v.Encode(), nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if !a.OK() {
@@ -585,7 +585,7 @@ func (s *Server) secLog(w http.ResponseWriter, r *http.Request, u *user) {
 	p.Data = d
 	done(p, r, "checked", "checking")
 	a := s.call(r, u, http.MethodGet, "/security/audit-log", nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	if !a.OK() || a.JSON(d) != nil {
@@ -607,7 +607,7 @@ func (s *Server) secVerify(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	a := s.call(r, u, http.MethodPost, "/security/audit-log/verify", nil)
-	if s.apiHandled(w, r, u, a) {
+	if s.handled(w, r, u, a) {
 		return
 	}
 	switch {
