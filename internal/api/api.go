@@ -136,6 +136,7 @@ func (s *Server) routes() {
 	s.handle("GET /fhir/{type}/{id}/_history", s.history)
 	s.handle("GET /fhir/{type}/{id}/_history/{vid}", s.vread)
 	s.handle("POST /fhir/Patient/{id}/$break-the-glass", s.breakGlass)
+	s.handle("POST /fhir/Patient/{id}/$declare-death", s.declareDeath)
 	s.handle("GET /fhir/AuditEvent", s.auditEvents)
 	// metadata is read-only: other methods are 405, not "unknown type metadata".
 	for _, meth := range []string{"POST", "PUT", "PATCH", "DELETE"} {

@@ -91,6 +91,7 @@ var actions = map[string]string{
 	"POST /fhir":                                "bundle",
 	"POST /fhir/{$}":                            "bundle",
 	"POST /fhir/Patient/{id}/$break-the-glass":  "break-the-glass",
+	"POST /fhir/Patient/{id}/$declare-death":    "declare-death",
 	"GET /fhir/AuditEvent":                      "audit-search",
 	"POST /auth/token":                          "login",
 	"POST /auth/revoke":                         "token-revoke",
