@@ -403,7 +403,7 @@ func (s *Server) chart(w http.ResponseWriter, r *http.Request, u *user) {
 	p.Title = pv.Name()
 	p.Patient = pv
 	d := &chartData{ID: id, Links: s.linksFor(w, r, u, id, "chart"),
-		CanStop: may(u, policy.Update, "MedicationRequest"), CanDeclare: may(u, policy.Update, "Patient")}
+		CanStop: may(u, policy.Update, "MedicationRequest"), CanDeclare: u.HasRole(policy.Physician)}
 	p.Data = d
 	p.Notice = doneNotice(p, r.URL.Query().Get("done"))
 

@@ -163,7 +163,7 @@ var chartMessages = catalog{
 	"death.confirm":        {"Je confirme le décès de %s.", "I confirm the death of %s."},
 	"death.confirm-prompt": {"Enregistrer le décès de %s ? Cette déclaration figure ensuite dans le dossier.", "Record the death of %s? The declaration then appears in the record."},
 	"death.submit":         {"Enregistrer le décès", "Record the death"},
-	"death.not-allowed":    {"Votre rôle ne permet pas de modifier l'identité du patient, donc d'y enregistrer un décès.", "Your role does not edit the patient's identity, so it cannot record a death."},
+	"death.not-allowed":    {"Un décès est déclaré par un médecin qui prend en charge le patient.", "A death is declared by a physician who cares for the patient."},
 	"death.no-date":        {"Indiquez la date et l'heure du décès.", "Give the date and time of death."},
 	"death.bad-date":       {"Date et heure illisibles : utilisez le format aaaa-mm-jjThh:mm.", "Unreadable date and time: use yyyy-mm-ddThh:mm."},
 	"death.future":         {"La date du décès ne peut pas être dans le futur.", "The date of death cannot be in the future."},

@@ -336,7 +336,7 @@ func (s *Server) deathPage(w http.ResponseWriter, r *http.Request, u *user, pv *
 	p := s.newPage(r, u)
 	p.Patient = pv
 	p.Title = p.T("death.title") + " · " + pv.Name()
-	d := &deathData{ID: pv.ID, Allowed: may(u, policy.Update, "Patient"), Max: s.opt.Now().In(time.Local).Format(localMinute),
+	d := &deathData{ID: pv.ID, Allowed: u.HasRole(policy.Physician), Max: s.opt.Now().In(time.Local).Format(localMinute),
 		Links: s.linksFor(w, r, u, pv.ID, "death")}
 	p.Data = d
 	return p, d
@@ -355,8 +355,9 @@ func (s *Server) deathForm(w http.ResponseWriter, r *http.Request, u *user) {
 	s.render(w, r, http.StatusOK, "death", p)
 }
 
-// declareDeath sets Patient.deceasedDateTime on the version read (PUT with
-// If-Match). The API decides who may.
+// declareDeath declares the death through the API's $declare-death on the
+// version read (If-Match). The API decides who may: a physician who cares
+// for the patient.
 func (s *Server) declareDeath(w http.ResponseWriter, r *http.Request, u *user) {
 	id := r.PathValue("id")
 	if s.badPatientID(w, r, u, id) {
@@ -400,11 +401,10 @@ func (s *Server) declareDeath(w http.ResponseWriter, r *http.Request, u *user) {
 		fail(http.StatusConflict, p.T("death.already"))
 		return
 	}
+	// The API's $declare-death: the physician's care relationship, one field.
 	ver := pr.str("meta", "versionId")
-	delete(pr, "deceasedBoolean")
-	pr["deceasedDateTime"] = t.Format(time.RFC3339)
-	body, _ := json.Marshal(pr)
-	a := s.callIfMatch(r, u, http.MethodPut, "/fhir/Patient/"+url.PathEscape(id), body, ver)
+	body, _ := json.Marshal(map[string]string{"deceasedDateTime": t.Format(time.RFC3339)})
+	a := s.callIfMatch(r, u, http.MethodPost, "/fhir/Patient/"+url.PathEscape(id)+"/$declare-death", body, ver)
 	if s.handled(w, r, u, a) {
 		return
 	}
