@@ -422,3 +422,14 @@ func (tb *tab) shot(name string) {
 		tb.t.Fatal(err)
 	}
 }
+
+// shotBoth saves the page in its language, then (through the header's
+// language switch, which comes back to the same page) in the other, and
+// switches back.
+func (tb *tab) shotBoth(name string) {
+	tb.t.Helper()
+	tb.shot(name)
+	tb.load(chromedp.Click(chromedp.CSS(`header .tools a[hreflang]`)))
+	tb.shot(name)
+	tb.load(chromedp.Click(chromedp.CSS(`header .tools a[hreflang]`)))
+}
