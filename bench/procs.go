@@ -248,4 +248,3 @@ func output(dir string, name string, args ...string) (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
-
