@@ -811,6 +811,65 @@ func TestBrowserBreakTheGlass(t *testing.T) {
 	}
 }
 
+func TestBrowserStepUp(t *testing.T) {
+	a := newApp(t)
+	// An admission clerk reaches every patient of the facility; opening
+	// one new chart after another is what a stolen session does.
+	var clerk *sim.Member
+	var pats []sim.Patient
+	for k := e2eStaff - 10; len(pats) < 30; k++ { // clerks 190 up: no other test signs them in
+		clerk, pats = a.member(t, policy.AdmissionClerk, k), nil
+		for _, i := range a.W.ByFacility[clerk.Fac[0]] {
+			if p := a.W.Patients[i]; !p.Deceased {
+				pats = append(pats, p)
+			}
+		}
+	}
+	tb := a.newTab(t, acceptFR)
+	acc := a.staff(t, clerk)
+	tb.signIn(acc)
+	asked := -1
+	for i, p := range pats[:30] {
+		if i > 0 && i%15 == 0 {
+			a.Clock.Advance(61 * time.Second) // under the one-minute throttle
+		}
+		tb.open("/app/patients/" + p.ID)
+		if strings.HasPrefix(tb.path(), "/app/step-up") {
+			asked = i
+			break
+		}
+		if h := tb.text("main .banner h1.pname"); !strings.Contains(strings.ToUpper(h), strings.ToUpper(p.Family)) {
+			t.Fatalf("chart %d: banner %q", i, h)
+		}
+	}
+	// The clerk's ten-minute limit is 20 new patients: the 21st asks.
+	if asked != 20 {
+		t.Fatalf("step-up asked at chart %d, want 20 (the 21st)", asked)
+	}
+	next := pats[asked]
+	if strings.Contains(strings.ToUpper(tb.body()), strings.ToUpper(next.Family)) || tb.count(".banner") != 0 {
+		t.Fatal("the step-up page shows the patient")
+	}
+	tb.shotBoth("step-up")
+	// A wrong code is refused; the right one leads back to the chart asked for.
+	tb.load(chromedp.SendKeys(chromedp.ID("otp"), "000000\n"))
+	if !strings.HasPrefix(tb.path(), "/app/step-up") || tb.count("main .error") != 1 {
+		t.Fatalf("a wrong step-up code: %s\n%s", tb.path(), tb.body())
+	}
+	a.Clock.Advance(31 * time.Second)
+	code, err := auth.TOTPCode(acc.Secret, a.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.load(chromedp.SendKeys(chromedp.ID("otp"), code+"\n"))
+	if p := tb.path(); p != "/app/patients/"+next.ID {
+		t.Fatalf("after the step-up: %s\n%s", p, tb.body())
+	}
+	if h := tb.text("main .banner h1.pname"); !strings.Contains(strings.ToUpper(h), strings.ToUpper(next.Family)) {
+		t.Fatalf("after the step-up: banner %q", h)
+	}
+}
+
 // physicians is how many members a.member(t, policy.Physician, n) can give.
 func physicians(a *app) int {
 	n := 0
