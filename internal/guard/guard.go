@@ -344,8 +344,19 @@ func (g *Guard) count(ctx context.Context, in Input, now time.Time) (Decision, e
 	if err != nil {
 		return Decision{}, fmt.Errorf("guard: %w", err)
 	}
+	// remember marks the patients as given when the answer is not refused
+	// (a stepped-up session over a soft limit too): re-reading them is
+	// then the fast path, not a database round trip per request.
+	remember := func(d Decision, err error) (Decision, error) {
+		if err == nil && !d.Refused() {
+			for _, p := range ps {
+				a.known[p] = now
+			}
+		}
+		return d, err
+	}
 	if ask := last[0]; !ask.IsZero() && now.Sub(ask) < 24*time.Hour && last[1].Before(ask) {
-		return g.stepUp(ctx, in, now, "a step-up asked at "+ask.Format("15:04 UTC")+" is still unanswered")
+		return remember(g.stepUp(ctx, in, now, "a step-up asked at "+ask.Format("15:04 UTC")+" is still unanswered"))
 	}
 	// An unusual context (a client address or an hour of the day new to
 	// an account with a history) halves the soft limits. It is only looked
@@ -379,11 +390,9 @@ func (g *Guard) count(ctx context.Context, in Input, now time.Time) (Decision, e
 		if unusual != "" {
 			reason += " (halved: " + unusual + ")"
 		}
-		return g.stepUp(ctx, in, now, reason)
+		return remember(g.stepUp(ctx, in, now, reason))
 	}
-	for _, p := range ps {
-		a.known[p] = now
-	}
+	remember(Decision{}, nil)
 	if len(a.known) > 50_000 {
 		for p, t := range a.known {
 			if t.Before(fresh) {
