@@ -97,11 +97,29 @@ func (a *app) member(t testing.TB, role string, n int) *sim.Member {
 	return nil
 }
 
+// lastStep is the last TOTP time step used per account, across the tests
+// of the binary: the accounts' factors live in the shared world's store,
+// which refuses a step used before (each test's clock starts at the same
+// time).
+var (
+	stepMu   sync.Mutex
+	lastStep = map[string]int64{}
+)
+
 // code returns the member's current TOTP code, moving the clock to the
-// next 30-second step first so that no code is used twice.
+// next 30-second step first, and past any step this account used in an
+// earlier test, so that no code is used twice.
 func (a *app) code(t testing.TB, m *sim.Member) string {
 	t.Helper()
+	stepMu.Lock()
+	defer stepMu.Unlock()
 	a.Clock.Advance(31 * time.Second)
+	if last, ok := lastStep[m.Username]; ok {
+		if step := a.Clock.Now().Unix() / 30; step <= last {
+			a.Clock.Advance(time.Duration(last-step+1) * 30 * time.Second)
+		}
+	}
+	lastStep[m.Username] = a.Clock.Now().Unix() / 30
 	c, err := auth.TOTPCode(m.TOTP, a.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
