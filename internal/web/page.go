@@ -23,10 +23,11 @@ type page struct {
 	Error   string
 	Patient *patientView // the banner, on patient pages
 	Data    any
+	now     func() time.Time
 }
 
 func (s *Server) newPage(r *http.Request, u *user) *page {
-	p := &page{Lang: langOf(r), msgs: s.msgs, User: u, Path: r.URL.RequestURI()}
+	p := &page{Lang: langOf(r), msgs: s.msgs, User: u, Path: r.URL.RequestURI(), now: s.opt.Now}
 	if u != nil {
 		p.CSRF = u.csrf
 	}
@@ -66,12 +67,14 @@ func (p *page) Clinical() bool {
 	return p.Has(policy.Physician) || p.Has(policy.Nurse) || p.Has(policy.Pharmacist) || p.Has(policy.AdmissionClerk) || p.Has(policy.BillingClerk)
 }
 
-// ExpiresUnix is when the session's access token ends (for the warning).
-func (p *page) ExpiresUnix() int64 {
-	if p.User == nil {
+// ExpiresIn is how many seconds the session's access token has left (for
+// the expiry warning; relative, so that a skewed workstation clock does not
+// matter).
+func (p *page) ExpiresIn() int64 {
+	if p.User == nil || p.now == nil {
 		return 0
 	}
-	return p.User.expires.Unix()
+	return max(1, int64(p.User.expires.Sub(p.now())/time.Second))
 }
 
 // Date formats a FHIR date or dateTime for the page's language.

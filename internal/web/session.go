@@ -152,9 +152,10 @@ func sameOrigin(r *http.Request) bool {
 		return false
 	}
 	if o := r.Header.Get("Origin"); o != "" {
-		// Our Referrer-Policy (no-referrer) makes browsers send "Origin:
-		// null" on every form POST, our own pages' included: then the
-		// browser's Sec-Fetch-Site must say it came from this origin.
+		// Browsers send "Origin: null" on form POSTs from pages under a
+		// no-referrer policy (ours was; a privacy extension may impose
+		// one): then the browser's Sec-Fetch-Site must say it came from
+		// this origin.
 		if o == "null" {
 			return r.Header.Get("Sec-Fetch-Site") == "same-origin"
 		}

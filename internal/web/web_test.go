@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -28,6 +29,16 @@ func TestLoginWithPasswordThenCode(t *testing.T) {
 	resp, body = b.get("/app/")
 	if !strings.Contains(body, m.Username) || !strings.Contains(body, `href="/app/patients"`) {
 		t.Fatalf("home page after login:\n%s", body)
+	}
+	// The expiry warning counts seconds left (not the server's clock time:
+	// a workstation's clock may be off): at most the token's 15 minutes.
+	if e := regexp.MustCompile(`data-expires-in="(\d+)"`).FindStringSubmatch(body); e == nil {
+		t.Fatal("no data-expires-in on a signed-in page")
+	} else if n, _ := strconv.Atoi(e[1]); n < 1 || n > 900 {
+		t.Fatalf("data-expires-in=%d, want 1..900 seconds", n)
+	}
+	if got := resp.Header.Get("Referrer-Policy"); got != "same-origin" {
+		t.Fatalf("Referrer-Policy %q", got)
 	}
 	// Logout ends the session: its token no longer works.
 	b.post("/app/logout", nil)

@@ -4,11 +4,14 @@
   "use strict";
   function sessionWarning() {
     var box = document.getElementById("session-warning");
-    var exp = parseInt(document.body.getAttribute("data-expires") || "0", 10);
-    if (!box || !exp) { return; }
+    // Seconds left when the page was made: the deadline is counted on the
+    // browser's own clock, whatever its skew with the server's.
+    var secs = parseInt(document.body.getAttribute("data-expires-in") || "0", 10);
+    if (!box || !secs) { return; }
+    var deadline = Date.now() + secs * 1000;
     var msg = box.querySelector("span");
     function tick() {
-      var left = exp * 1000 - Date.now();
+      var left = deadline - Date.now();
       if (left <= 0) {
         msg.textContent = msg.getAttribute("data-msg-ended");
         box.hidden = false;
