@@ -59,6 +59,7 @@ type options struct {
 	guardConc    []int
 	guardReps    int
 	auditBench   bool
+	webBench     bool
 	out          string
 	pg           string
 	pgDB         string
@@ -92,6 +93,7 @@ func main() {
 	flag.StringVar(&guardWls, "guard-workloads", "read,search-family", "physician-scoped workloads run authenticated with and without the exfiltration guard (carnet serve vs --insecure-no-guard), comma-separated (read, search-family, create); empty: no guard cost comparison")
 	flag.StringVar(&guardConc, "guard-conc", "", "concurrencies of the guard cost comparison (default: the highest of -conc)")
 	flag.IntVar(&o.guardReps, "guard-reps", 3, "runs of each mode per cell of the guard cost comparison (the report gives medians)")
+	flag.BoolVar(&o.webBench, "web-bench", true, "also run go test ./internal/web/ -bench BenchmarkChartRender (server-side render of a 200-stay chart: median and p95, goal p95 <= 50 ms)")
 	flag.BoolVar(&o.auditBench, "audit-bench", true, "also run go test ./internal/audit/ -bench BenchmarkAppend (appends/s of the audit log on SQLite; skipped with a note when go is missing, unless CI=true)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/RESULTS.md in the module)")
 	flag.StringVar(&o.pg, "pg", "postgres://postgres@127.0.0.1:5432", "PostgreSQL server for the postgres backend (no database in the URL)")
@@ -343,6 +345,11 @@ func run(ctx context.Context, o options) error {
 
 	if o.auditBench {
 		if err := h.auditBench(ctx); err != nil {
+			return err
+		}
+	}
+	if o.webBench {
+		if err := h.webBench(ctx); err != nil {
 			return err
 		}
 	}

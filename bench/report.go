@@ -39,8 +39,10 @@ type report struct {
 	// auditBench: BenchmarkAppend (nil: not run).
 	auditVerify []*auditVerifyResult
 	auditBench  *auditBenchResult
-	seeds       []seedResult
-	notes       []string
+	// webBench: BenchmarkChartRender (nil: not run).
+	webBench *webBenchResult
+	seeds    []seedResult
+	notes    []string
 }
 
 var backendOrder = map[string]int{"sqlite": 0, "postgres": 1, "peer": 2}
@@ -283,6 +285,10 @@ func (r *report) markdown() string {
 	if r.auditOn || len(r.auditVerify) > 0 || r.auditBench != nil {
 		b.WriteString("\n## Audit log\n\n")
 		b.WriteString(r.auditMarkdown())
+	}
+	if r.webBench != nil {
+		b.WriteString("\n## Web pages\n\n")
+		b.WriteString(r.webMarkdown())
 	}
 	b.WriteString("\n## Loading\n\n")
 	b.WriteString("Wall time of `carnet seed` into an empty store (bench: the store the workloads ran on, sealed at rest; clear: its twin seeded with `--insecure-clear` for the encryption at rest comparison; load: the big load, sealed), and the store's size on disk afterwards (SQLite: all files in the data folder; PostgreSQL: pg_database_size). The peer row is its HTTP seed (POSTs, 8 connections).\n\n")
