@@ -3,7 +3,7 @@ package api
 // The security officer's incident scope and audit-log check (DESIGN.md §4,
 // §6), for the security console of the web application:
 //
-//	GET  /security/incident?account=U|session=S|client=ADDR[&since=T][&until=T][&format=json|csv|md]
+//	GET  /security/incident?account=U|session=S|client=ADDR[&since=T][&until=T][&format=json|csv|md|art33]
 //	GET  /security/audit-log          the signed checkpoint and this instance's last check
 //	POST /security/audit-log/verify   check the log now
 //
@@ -106,8 +106,8 @@ func (s *Server) incidentScope(w http.ResponseWriter, r *http.Request) {
 	if format == "" {
 		format = "json"
 	}
-	if format != "json" && format != "csv" && format != "md" {
-		s.fail(w, r, fhir.Invalid("format", "format is json, csv or md"))
+	if format != "json" && format != "csv" && format != "md" && format != "art33" {
+		s.fail(w, r, fhir.Invalid("format", "format is json, csv, md or art33 (the GDPR article 33 draft: counts, no names)"))
 		return
 	}
 	auditAs(r, "", subject)
@@ -138,11 +138,16 @@ func (s *Server) incidentScope(w http.ResponseWriter, r *http.Request) {
 		disclose(r, "AuditEvent", p.ID)
 	}
 	var b bytes.Buffer
-	if err := rep.Write(&b, format); err != nil {
+	if format == "art33" {
+		// Counts and categories only: the names and contacts of the
+		// notification list stay with carnet incident scope --notify on
+		// the server (an officer's stolen session must not export them).
+		b.WriteString(rep.Art33(r.Context(), s.st))
+	} else if err := rep.Write(&b, format); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	ctype := map[string]string{"csv": "text/csv; charset=utf-8", "md": "text/markdown; charset=utf-8", "json": "application/json; charset=utf-8"}[format]
+	ctype := map[string]string{"csv": "text/csv; charset=utf-8", "md": "text/markdown; charset=utf-8", "art33": "text/markdown; charset=utf-8", "json": "application/json; charset=utf-8"}[format]
 	h := w.Header()
 	h.Set("Content-Type", ctype)
 	h.Set("Content-Length", strconv.Itoa(b.Len()))

@@ -133,6 +133,13 @@ func TestConsoleIncidentScope(t *testing.T) {
 	if !strings.Contains(string(r.Body), "# Incident scope") || !strings.Contains(string(r.Body), "patients disclosed: **8**") {
 		t.Fatalf("md scope: %s", r)
 	}
+	// The GDPR article 33 draft: the exact count, no names.
+	r = w.get(t, "/security/incident?account=d1&format=art33", so.access)
+	secWant(t, r, http.StatusOK, "art33 draft")
+	if !strings.Contains(string(r.Body), "GDPR article 33") || !strings.Contains(string(r.Body), "data subjects (patients): **8**") {
+		t.Fatalf("art33 draft: %s", r)
+	}
+	noPatientData(t, r, "art33 draft")
 	// A window after the reads holds nothing.
 	r = w.get(t, "/security/incident?account=d1&since=2999-01-01T00:00", so.access)
 	secWant(t, r, http.StatusOK, "future window")

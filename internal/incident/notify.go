@@ -119,6 +119,24 @@ func asSlice(v any) []any { s, _ := v.([]any); return s }
 // art33 drafts the notification to the supervisory authority (GDPR art.
 // 33(3)): nature, categories and approximate numbers, likely consequences,
 // measures. The controller completes and signs it.
+// Art33 is the draft notification to the supervisory authority (GDPR
+// article 33) for the report: counts and categories, no patient's name or
+// contact. deceased counts the deceased among the patients (their records
+// are read for that flag only).
+func (r *Report) Art33(ctx context.Context, st Reader) string {
+	deceased := 0
+	for _, p := range r.Patients {
+		if res, err := st.Read(ctx, "Patient", p.ID); err == nil && !res.Deleted {
+			if pr, err := fhir.Parse(res.Data); err == nil {
+				if d, _ := pr["deceasedDateTime"].(string); d != "" || pr["deceasedBoolean"] == true {
+					deceased++
+				}
+			}
+		}
+	}
+	return r.art33(deceased)
+}
+
 func (r *Report) art33(deceased int) string {
 	byCat := map[string]int{}
 	for _, p := range r.Patients {

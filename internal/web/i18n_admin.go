@@ -278,6 +278,7 @@ var adminMessages = catalog{
 	"sec.incident.categories":   {"Catégories", "Categories"},
 	"sec.incident.csv":          {"Liste de notification (CSV)", "Notification list (CSV)"},
 	"sec.incident.md":           {"Rapport (Markdown)", "Report (Markdown)"},
+	"sec.incident.art33":        {"Brouillon de notification CNIL (RGPD art. 33)", "GDPR article 33 notification draft"},
 	"sec.incident.notify-help":  {"La liste donne les identifiants des patients, leurs catégories et leurs accès. Les noms et coordonnées pour les prévenir, et le brouillon de notification à la CNIL (RGPD art. 33), se produisent sur le serveur : carnet incident scope --account … --notify DOSSIER (lecture elle-même journalisée).", "The list gives the patients' ids, categories and accesses. Names and contacts to inform them, and the draft notice to the authority (GDPR art. 33), are produced on the server: carnet incident scope --account … --notify DIR (a read that is itself logged)."},
 	"sec.incident.list":         {"Patients concernés", "Patients concerned"},
 	"sec.incident.accesses":     {"Accès", "Accesses"},

@@ -423,7 +423,7 @@ type incidentData struct {
 	Searched              bool
 	Report                *apiScope
 	ByCategory            []catCount
-	CSV, Markdown         string // download links
+	CSV, Markdown, Art33  string // download links
 }
 
 // incidentQuery is the API query of the page's form.
@@ -499,21 +499,22 @@ func (s *Server) secIncident(w http.ResponseWriter, r *http.Request, u *user) {
 		}
 		return Prefix + "security/incident/download?" + lv.Encode()
 	}
-	d.CSV, d.Markdown = link("csv"), link("md")
+	d.CSV, d.Markdown, d.Art33 = link("csv"), link("md"), link("art33")
 	s.render(w, r, http.StatusOK, "security_incident", p)
 }
 
 var fileSafe = regexp.MustCompile(`[^a-z0-9._-]+`)
 
 // secIncidentDownload hands the scope over as a file: the notification
-// list (CSV: patient ids, categories, accesses) or the report (Markdown).
+// list (CSV: patient ids, categories, accesses), the report (Markdown) or
+// the GDPR article 33 draft (Markdown: counts, no names).
 func (s *Server) secIncidentDownload(w http.ResponseWriter, r *http.Request, u *user) {
 	if !s.officerOnly(w, r, u) {
 		return
 	}
 	q := r.URL.Query()
 	account, format := strings.TrimSpace(q.Get("account")), q.Get("format")
-	ext := map[string]string{"csv": "csv", "md": "md"}[format]
+	ext := map[string]string{"csv": "csv", "md": "md", "art33": "md"}[format]
 	if account == "" || ext == "" {
 		p := s.newPage(r, u)
 		p.Title = p.T("sec.incident.title")
@@ -535,7 +536,11 @@ func (s *Server) secIncidentDownload(w http.ResponseWriter, r *http.Request, u *
 		s.render(w, r, errStatus(a), "security_incident", p)
 		return
 	}
-	name := fmt.Sprintf("incident-%s-%s.%s", strings.Trim(fileSafe.ReplaceAllString(strings.ToLower(account), "-"), "-"), s.opt.Now().UTC().Format("20060102-1504"), ext)
+	kind := "incident"
+	if format == "art33" {
+		kind = "gdpr-art33"
+	}
+	name := fmt.Sprintf("%s-%s-%s.%s", kind, strings.Trim(fileSafe.ReplaceAllString(strings.ToLower(account), "-"), "-"), s.opt.Now().UTC().Format("20060102-1504"), ext)
 	h := w.Header()
 	ctype := "text/csv; charset=utf-8"
 	if ext == "md" {

@@ -244,6 +244,11 @@ func TestSecurityIncidentScopeAndAuditSearch(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "# Incident scope") || !strings.Contains(body, "patients disclosed: **3**") {
 		t.Fatalf("md: %d\n%s", resp.StatusCode, body)
 	}
+	resp, body = so.get("/app/security/incident/download?format=art33&account=" + doc.Username)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "GDPR article 33") || !strings.Contains(body, "data subjects (patients): **3**") ||
+		!strings.Contains(resp.Header.Get("Content-Disposition"), "gdpr-art33-") {
+		t.Fatalf("art33: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Disposition"), body)
+	}
 	// A period after the reads holds no patient.
 	_, body = so.get("/app/security/incident?account=" + doc.Username + "&since=" + url.QueryEscape("2999-01-01T00:00"))
 	if scopedRE.MatchString(body) || !strings.Contains(body, `id="scope-count">0<`) {
