@@ -196,6 +196,19 @@ func serve(ctx context.Context, st *store.SQL, addr string, so serveOptions, std
 		debug.SetGCPercent(400)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if path := os.Getenv("CARNET_CPUPROFILE"); path != "" {
+		// Profiling a server under a benchmark's load: one file per
+		// process (PATH.PID), written when the server stops.
+		pf, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	loopback := func() bool {
 		host, _, err := net.SplitHostPort(addr)
 		ip := net.ParseIP(host)
