@@ -436,7 +436,7 @@ func TestAdminStatusAndMFA(t *testing.T) {
 	}
 	resp, body = b.get("/app/admin/accounts/" + other.Username)
 	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("account of another facility: %d", resp.StatusCode)
+		t.Fatalf("account of another facility: %d\n%s", resp.StatusCode, body)
 	}
 	if st := admAccount(t, a, other.Username).Status; st != store.StatusActive {
 		t.Fatalf("other facility's account: %s", st)

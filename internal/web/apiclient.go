@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -172,7 +171,6 @@ func apiCode(a *apiResponse) string {
 	return oo.Issue[0].Code
 }
 
-var errAPI = errors.New("api")
 
 // handled turns the API answers every page treats alike into a page: the
 // guard's step-up (to the step-up form, then back), a suspension or an

@@ -458,7 +458,7 @@ func TestDeathDeclaration(t *testing.T) {
 	}
 	// Declared once.
 	resp, body = b.post("/app/patients/"+id+"/death", url.Values{"when": {when}, "confirm": {"yes"}})
-	if resp.StatusCode != http.StatusConflict {
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, `class="error"`) {
 		t.Fatalf("second declaration: %d", resp.StatusCode)
 	}
 }

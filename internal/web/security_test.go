@@ -389,7 +389,7 @@ func TestExportRequestAndApproval(t *testing.T) {
 	admWantError(t, resp, body, http.StatusConflict, "already decided", "decide twice")
 	resp, body = so.post("/app/exports/"+id, url.Values{"decision": {"approve"}, "note": {strings.Repeat("x", 1001)}})
 	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("overlong note: %d", resp.StatusCode)
+		t.Fatalf("overlong note: %d\n%s", resp.StatusCode, body)
 	}
 	// An administrator sees only their own requests (none).
 	ga := a.browser(t)

@@ -158,7 +158,7 @@ func TestEnrolmentAtFirstLogin(t *testing.T) {
 		t.Fatalf("%d recovery codes shown", len(codes))
 	}
 	// Shown once.
-	resp, body = b.get("/app/recovery-codes")
+	_, body = b.get("/app/recovery-codes")
 	if strings.Contains(body, codes[0][1]) {
 		t.Fatal("recovery codes shown a second time")
 	}
