@@ -144,37 +144,52 @@ func (h *harness) auditVerify(ctx context.Context, st store) {
 	h.save()
 }
 
+// goBench runs one Go benchmark from the module root (go test PKG -run XXX
+// -bench ^NAME$ -benchtime T), its output logged to WORK/LOG, and returns
+// the output. Without go on the PATH it says so in skipped (an error with
+// CI=true). runErr is the benchmark's own failure, for the report; err
+// stops the harness.
+func (h *harness) goBench(ctx context.Context, what, pkg, name, benchtime, log string) (out, skipped, runErr string, err error) {
+	if _, lerr := exec.LookPath("go"); lerr != nil {
+		if inCI() {
+			return "", "", "go not on PATH", fmt.Errorf("%s: go not on PATH", what)
+		}
+		return "", "go not on PATH", "", nil
+	}
+	fmt.Printf("bench: go test %s -run XXX -bench '^%s$' -benchtime %s\n", pkg, name, benchtime)
+	logPath := filepath.Join(h.work, log)
+	bctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	cmd := exec.Command("go", "test", pkg, "-run", "XXX", "-bench", "^"+name+"$", "-benchtime", benchtime)
+	cmd.Dir = h.root
+	_, rerr := runLogged(bctx, cmd, logPath, 0)
+	if ctx.Err() != nil {
+		return "", "", "", ctx.Err()
+	}
+	if rerr != nil {
+		h.failed = true
+		return "", "", shortErr(rerr), nil
+	}
+	b, rerr := os.ReadFile(logPath)
+	if rerr != nil {
+		return "", "", rerr.Error(), nil
+	}
+	return string(b), "", "", nil
+}
+
 // auditBench runs BenchmarkAppend of internal/audit from the module root.
 func (h *harness) auditBench(ctx context.Context) error {
 	b := &auditBenchResult{}
 	h.rep.auditBench = b
 	defer h.save()
-	if _, err := exec.LookPath("go"); err != nil {
-		if inCI() {
-			b.err = "go not on PATH"
-			return fmt.Errorf("audit benchmark: go not on PATH")
-		}
-		b.skipped = "go not on PATH"
+	out, skipped, runErr, err := h.goBench(ctx, "audit benchmark", "./internal/audit/", "BenchmarkAppend", "2s", "audit-bench.log")
+	b.skipped, b.err = skipped, runErr
+	if err != nil || skipped != "" || runErr != "" {
 		fmt.Println("bench: " + b.line())
-		return nil
+		return err
 	}
-	fmt.Println("bench: go test ./internal/audit/ -run XXX -bench '^BenchmarkAppend$' -benchtime 2s")
-	logPath := filepath.Join(h.work, "audit-bench.log")
-	bctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
-	defer cancel()
-	cmd := exec.Command("go", "test", "./internal/audit/", "-run", "XXX", "-bench", "^BenchmarkAppend$", "-benchtime", "2s")
-	cmd.Dir = h.root
-	_, err := runLogged(bctx, cmd, logPath, 0)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err != nil {
-		b.err = shortErr(err)
-		h.failed = true
-	} else if out, rerr := os.ReadFile(logPath); rerr != nil {
-		b.err = rerr.Error()
-	} else if b.appends, err = parseAppendBench(string(out)); err != nil {
-		b.err = fmt.Sprintf("%v (log %s)", err, logPath)
+	if b.appends, err = parseAppendBench(out); err != nil {
+		b.err = fmt.Sprintf("%v (log %s)", err, filepath.Join(h.work, "audit-bench.log"))
 		h.failed = true
 	}
 	fmt.Println("bench: " + b.line())

@@ -10,12 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"time"
 )
 
 // chartP95Goal is issue 7's goal for the chart's server-side render.
@@ -66,32 +63,15 @@ func (h *harness) webBench(ctx context.Context) error {
 	r := &webBenchResult{}
 	h.rep.webBench = r
 	defer h.save()
-	if _, err := exec.LookPath("go"); err != nil {
-		if inCI() {
-			r.err = "go not on PATH"
-			return fmt.Errorf("web benchmark: go not on PATH")
-		}
-		r.skipped = "go not on PATH"
+	out, skipped, runErr, err := h.goBench(ctx, "web benchmark", "./internal/web/", "BenchmarkChartRender", "1000x", "web-bench.log")
+	r.skipped, r.err = skipped, runErr
+	if err != nil || skipped != "" || runErr != "" {
 		fmt.Println("bench: " + r.line())
-		return nil
+		return err
 	}
-	fmt.Println("bench: go test ./internal/web/ -run XXX -bench '^BenchmarkChartRender$' -benchtime 1000x")
-	logPath := filepath.Join(h.work, "web-bench.log")
-	bctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
-	defer cancel()
-	cmd := exec.Command("go", "test", "./internal/web/", "-run", "XXX", "-bench", "^BenchmarkChartRender$", "-benchtime", "1000x")
-	cmd.Dir = h.root
-	_, err := runLogged(bctx, cmd, logPath, 0)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err != nil {
-		r.err = shortErr(err)
-		h.failed = true
-	} else if out, rerr := os.ReadFile(logPath); rerr != nil {
-		r.err = rerr.Error()
-	} else if got, perr := parseChartBench(string(out)); perr != nil {
-		r.err = fmt.Sprintf("%v (log %s)", perr, logPath)
+	got, perr := parseChartBench(out)
+	if perr != nil {
+		r.err = fmt.Sprintf("%v (log %s)", perr, filepath.Join(h.work, "web-bench.log"))
 		h.failed = true
 	} else {
 		*r = *got

@@ -40,6 +40,11 @@ func (rc *recorder) Write(b []byte) (int, error) {
 // address, through the whole API pipeline (policy, guard, audit). body is
 // a url.Values (form), []byte (FHIR JSON) or nil.
 func (s *Server) call(r *http.Request, u *user, method, path string, body any) *apiResponse {
+	return s.callWith(r, u, method, path, body, nil)
+}
+
+// callWith is call with more request headers (If-Match).
+func (s *Server) callWith(r *http.Request, u *user, method, path string, body any, hdr map[string]string) *apiResponse {
 	var rd io.Reader
 	ctype := ""
 	switch b := body.(type) {
@@ -62,6 +67,9 @@ func (s *Server) call(r *http.Request, u *user, method, path string, body any) *
 	}
 	if u != nil {
 		req.Header.Set("Authorization", "Bearer "+u.token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	rc := &recorder{h: http.Header{}}
 	s.opt.API.ServeHTTP(rc, req)
@@ -170,7 +178,6 @@ func apiCode(a *apiResponse) string {
 	}
 	return oo.Issue[0].Code
 }
-
 
 // handled turns the API answers every page treats alike into a page: the
 // guard's step-up (to the step-up form, then back), a suspension or an

@@ -454,17 +454,7 @@ func (s *Server) readPatient(w http.ResponseWriter, r *http.Request, u *user, id
 		return nil, nil, false
 	}
 	if !a.OK() {
-		// As loadPatient answers a refusal.
-		p := s.newPage(r, u)
-		p.Title = p.T("patient.title")
-		p.Error = a.Message()
-		if a.Status == http.StatusForbidden || a.Status == http.StatusNotFound {
-			p.Error = p.T("patient.no-access")
-			p.Data = id
-			s.render(w, r, a.Status, "noaccess", p)
-			return nil, nil, false
-		}
-		s.render(w, r, a.Status, "error", p)
+		s.patientRefused(w, r, u, id, a)
 		return nil, nil, false
 	}
 	pr, err := a.Resource()

@@ -127,16 +127,7 @@ func (s *Server) loadPatient(w http.ResponseWriter, r *http.Request, u *user, id
 		return nil, nil, false
 	}
 	if !a.OK() {
-		p := s.newPage(r, u)
-		p.Title = p.T("patient.title")
-		p.Error = a.Message()
-		if a.Status == http.StatusForbidden || a.Status == http.StatusNotFound {
-			p.Error = p.T("patient.no-access")
-			p.Data = id
-			s.render(w, r, a.Status, "noaccess", p)
-			return nil, nil, false
-		}
-		s.render(w, r, a.Status, "error", p)
+		s.patientRefused(w, r, u, id, a)
 		return nil, nil, false
 	}
 	pr, err := a.Resource()
@@ -160,4 +151,20 @@ func (s *Server) loadPatient(w http.ResponseWriter, r *http.Request, u *user, id
 		}
 	}
 	return v, pr, true
+}
+
+// patientRefused answers a refused Patient read: the no-access page (with
+// break-the-glass) for a 403 or 404, showing nothing of the patient; the
+// API's message otherwise.
+func (s *Server) patientRefused(w http.ResponseWriter, r *http.Request, u *user, id string, a *apiResponse) {
+	p := s.newPage(r, u)
+	p.Title = p.T("patient.title")
+	p.Error = a.Message()
+	if a.Status == http.StatusForbidden || a.Status == http.StatusNotFound {
+		p.Error = p.T("patient.no-access")
+		p.Data = id
+		s.render(w, r, a.Status, "noaccess", p)
+		return
+	}
+	s.render(w, r, a.Status, "error", p)
 }

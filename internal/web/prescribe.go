@@ -6,7 +6,6 @@ package web
 // patient's identity).
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -284,26 +283,11 @@ func (s *Server) stopPrescription(w http.ResponseWriter, r *http.Request, u *use
 // callIfMatch is call for a write with a version precondition (If-Match),
 // through the same pipeline.
 func (s *Server) callIfMatch(r *http.Request, u *user, method, path string, body []byte, version string) *apiResponse {
-	req, err := http.NewRequestWithContext(r.Context(), method, path, bytes.NewReader(body))
-	if err != nil {
-		return &apiResponse{Status: http.StatusBadRequest, Body: outcome(err.Error())}
-	}
-	req.RemoteAddr, req.Host, req.TLS = r.RemoteAddr, r.Host, r.TLS
-	req.Header.Set("Accept", "application/fhir+json")
-	req.Header.Set("User-Agent", "carnet-web")
-	req.Header.Set("Content-Type", "application/fhir+json")
+	var hdr map[string]string
 	if version != "" {
-		req.Header.Set("If-Match", `W/"`+version+`"`)
+		hdr = map[string]string{"If-Match": `W/"` + version + `"`}
 	}
-	if u != nil {
-		req.Header.Set("Authorization", "Bearer "+u.token)
-	}
-	rc := &recorder{h: http.Header{}}
-	s.opt.API.ServeHTTP(rc, req)
-	if rc.status == 0 {
-		rc.status = http.StatusOK
-	}
-	return &apiResponse{Status: rc.status, Header: rc.h, Body: rc.buf.Bytes()}
+	return s.callWith(r, u, method, path, body, hdr)
 }
 
 // printable: no control characters but tab and newlines.
