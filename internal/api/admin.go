@@ -530,6 +530,7 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.grants.forget(p.AccountID)
 	disclose(r, "Patient", id)
 	auditAs(r, "", "grant:"+g.ID)
 	if a := recOf(r); a != nil {

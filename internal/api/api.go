@@ -74,6 +74,7 @@ type Server struct {
 	admin   AdminRepo
 	auditor Auditor
 	guard   *guard.Guard
+	grants  grantCache
 	closed  bool
 	check   logChecker // the security console's audit-log checks
 }
