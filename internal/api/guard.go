@@ -211,8 +211,17 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]guard.AlertJSON, len(list))
+	accountStatus := map[string]string{}
 	for i, a := range list {
 		out[i] = guard.View(a)
+		st, ok := accountStatus[a.Account]
+		if !ok {
+			if acct, err := s.admin.AccountByID(r.Context(), a.Account); err == nil {
+				st = acct.Status
+			}
+			accountStatus[a.Account] = st
+		}
+		out[i].AccountStatus = st
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"alerts": out})
 }

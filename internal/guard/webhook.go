@@ -69,6 +69,10 @@ type AlertJSON struct {
 	ReviewedBy string    `json:"reviewed_by,omitempty"`
 	Reviewed   time.Time `json:"reviewed,omitzero"`
 	Note       string    `json:"note,omitempty"`
+	// AccountStatus is the account's status now (in the alert queue's
+	// answers, not in webhooks): a suspended account stays so until the
+	// security officer enables it, whatever its alerts' status.
+	AccountStatus string `json:"account_status,omitempty"`
 }
 
 // View returns the JSON view of a.

@@ -88,6 +88,8 @@ type apiAlert struct {
 	ReviewedBy string    `json:"reviewed_by"`
 	Reviewed   time.Time `json:"reviewed"`
 	Note       string    `json:"note"`
+	// AccountStatus: the account's status now.
+	AccountStatus string `json:"account_status"`
 }
 
 type alertsData struct {
@@ -96,7 +98,7 @@ type alertsData struct {
 	Statuses         []string
 	Alerts           []apiAlert
 	Open, Critical   int
-	Suspended        []string // accounts with an open suspension alert
+	Suspended        []string // accounts suspended now (of the latest 1,000 alerts, any status)
 	Updated          time.Time
 	Refresh          string
 	NoteFor          map[string]string // notes kept on a refusal
@@ -134,7 +136,28 @@ func (s *Server) alertsPage(w http.ResponseWriter, r *http.Request, u *user, q u
 		return p, true
 	}
 	d.Alerts = out.Alerts
+	// An account is listed while it is suspended, whatever its alerts'
+	// status and the filter: enabling it ends the listing, acknowledging
+	// its alert does not.
+	all := out.Alerts
+	if d.Status != "all" || d.Username != "" {
+		all = nil
+		if b := s.call(r, u, http.MethodGet, "/security/alerts?_count=1000", nil); b.OK() {
+			var more struct {
+				Alerts []apiAlert `json:"alerts"`
+			}
+			if b.JSON(&more) == nil {
+				all = more.Alerts
+			}
+		}
+	}
 	seen := map[string]bool{}
+	for _, al := range all {
+		if al.AccountStatus == "suspended" && al.Username != "" && !seen[al.Username] {
+			seen[al.Username] = true
+			d.Suspended = append(d.Suspended, al.Username)
+		}
+	}
 	for _, al := range d.Alerts {
 		if al.Status != "open" {
 			continue
@@ -142,10 +165,6 @@ func (s *Server) alertsPage(w http.ResponseWriter, r *http.Request, u *user, q u
 		d.Open++
 		if al.Severity == "critical" {
 			d.Critical++
-		}
-		if al.Action == "suspend" && al.Username != "" && !seen[al.Username] {
-			seen[al.Username] = true
-			d.Suspended = append(d.Suspended, al.Username)
 		}
 	}
 	return p, true

@@ -104,6 +104,11 @@ func TestSecuritySuspensionAlertAcknowledgeEnable(t *testing.T) {
 	}
 	resp, body = so.post("/app/security/alerts/"+id, url.Values{"note": {"a second time around"}})
 	admWantError(t, resp, body, http.StatusConflict, "already acknowledged", "acknowledge twice")
+	// Its alert acknowledged, the account is still suspended, and listed.
+	enableForm := `action="/app/security/accounts/` + clerk.Username + `/enable"`
+	if _, body = so.get("/app/security"); !strings.Contains(body, enableForm) {
+		t.Fatalf("a suspended account whose alert was acknowledged is not listed\n%s", body)
+	}
 
 	// Re-enabling: not without the token, then yes.
 	if st := so.admPostNoCSRF("/app/security/accounts/"+clerk.Username+"/enable", nil); st != http.StatusForbidden {
@@ -116,6 +121,9 @@ func TestSecuritySuspensionAlertAcknowledgeEnable(t *testing.T) {
 	admWant(t, resp, body, http.StatusOK, "enable")
 	if st := admAccount(t, a, clerk.Username).Status; st != store.StatusActive {
 		t.Fatalf("clerk after re-enabling: %s", st)
+	}
+	if _, body = so.get("/app/security?status=all"); strings.Contains(body, enableForm) {
+		t.Fatal("a re-enabled account is still listed as suspended")
 	}
 	// The clerk signs in again.
 	admToken(t, a, clerk)
