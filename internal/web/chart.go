@@ -727,8 +727,12 @@ func latestAndTrends(p *page, rows []obsRow) ([]obsRow, []*trend) {
 	series := map[string][]point{}
 	units := map[string]string{}
 	for _, o := range rows {
-		if !seen[o.Code+"|"+o.Text] {
-			seen[o.Code+"|"+o.Text] = true
+		key := o.Code // one measurement however its text is worded
+		if key == "" {
+			key = "|" + o.Text
+		}
+		if !seen[key] {
+			seen[key] = true
 			latest = append(latest, o)
 		}
 		v, err := strconv.ParseFloat(o.Value, 64)
@@ -749,9 +753,7 @@ func latestAndTrends(p *page, rows []obsRow) ([]obsRow, []*trend) {
 		for _, c := range vs.codes {
 			pts := series[c]
 			slices.SortFunc(pts, func(a, b point) int { return a.t.Compare(b.t) })
-			if len(pts) > 40 {
-				pts = pts[len(pts)-40:]
-			}
+			pts = recent(pts)
 			if len(pts) > 0 {
 				lines = append(lines, pts)
 				labels = append(labels, p.Label("loinc.", c))
@@ -768,6 +770,30 @@ func latestAndTrends(p *page, rows []obsRow) ([]obsRow, []*trend) {
 		trends = append(trends, drawTrend(p, p.T(vs.key), unit, labels, lines))
 	}
 	return latest, trends
+}
+
+// trendWindow is the time a trend shows back from its latest value: the
+// current stay, not a value from years ago squeezing it to the right edge.
+const trendWindow = 30 * 24 * time.Hour
+
+// recent keeps the points (sorted by time) of the trend window, at most
+// 40; when fewer than two are that recent, the last two (or one).
+func recent(pts []point) []point {
+	if len(pts) == 0 {
+		return pts
+	}
+	cut := pts[len(pts)-1].t.Add(-trendWindow)
+	i := len(pts) - 1
+	for i > 0 && !pts[i-1].t.Before(cut) {
+		i--
+	}
+	if len(pts)-i < 2 {
+		i = max(0, len(pts)-2)
+	}
+	if len(pts)-i > 40 {
+		i = len(pts) - 40
+	}
+	return pts[i:]
 }
 
 // drawTrend lays out the lines in a 320x120 box with margins for labels.
