@@ -237,7 +237,7 @@ func (w *auditWriter) WriteHeader(status int) {
 		w.refuse(refusal)
 		return
 	}
-	w.s.breakGlassPurpose(w.r, w.rec, status)
+	w.s.breakGlassPurpose(w.ResponseWriter, w.r, w.rec, status)
 	w.rec.finish(status)
 	if _, err := w.s.auditor.Append(context.WithoutCancel(w.r.Context()), &w.rec.e); err != nil {
 		w.failed = true

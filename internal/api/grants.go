@@ -68,9 +68,16 @@ func (c *grantCache) covering(ctx context.Context, st AdminRepo, account string,
 	return nil
 }
 
+// BreakGlassHeader is set on a response disclosing a patient under one of
+// the caller's active break-the-glass grants: the grant and when it ends
+// ("ID; expires=RFC3339"), for a client to show that the access is
+// exceptional and until when.
+const BreakGlassHeader = "Carnet-Break-Glass"
+
 // breakGlassPurpose marks the entry of a clinician's successful access to
-// a patient under an active break-the-glass grant with the grant's purpose.
-func (s *Server) breakGlassPurpose(r *http.Request, a *auditRec, status int) {
+// a patient under an active break-the-glass grant with the grant's purpose,
+// and says so in the response's BreakGlassHeader.
+func (s *Server) breakGlassPurpose(w http.ResponseWriter, r *http.Request, a *auditRec, status int) {
 	p := principal(r)
 	if p == nil || s.admin == nil || status >= 300 || len(a.patients) == 0 || slices.Contains([]string{"break-the-glass", "create", "update", "delete", "bundle"}, a.e.Action) {
 		return
@@ -83,5 +90,6 @@ func (s *Server) breakGlassPurpose(r *http.Request, a *auditRec, status int) {
 		if a.e.Subject == "" {
 			a.e.Subject = "grant:" + g.ID
 		}
+		w.Header().Set(BreakGlassHeader, g.ID+"; expires="+g.Expires.UTC().Format(time.RFC3339))
 	}
 }

@@ -21,10 +21,16 @@ func TestReadsUnderBreakGlassAudited(t *testing.T) {
 		t.Fatalf("B before the grant: %d, want 403 (the test needs a patient out of his care)", r.Status)
 	}
 	w.ts.do(t, "POST", "/fhir/Patient/"+w.patients["B"]+"/$break-the-glass", []byte(`{"reason":"emergency","detail":"unconscious patient in the emergency room"}`), doc...)
-	if r := w.ts.do(t, "GET", "/fhir/Patient/"+w.patients["B"], nil, doc...); r.Status != 200 {
+	r := w.ts.do(t, "GET", "/fhir/Patient/"+w.patients["B"], nil, doc...)
+	if r.Status != 200 {
 		t.Fatalf("B under the grant: %d", r.Status)
 	}
-	w.ts.do(t, "GET", "/fhir/Patient/"+w.patients["A"], nil, doc...)
+	if h := r.Header.Get(BreakGlassHeader); !strings.Contains(h, "; expires=") {
+		t.Errorf("read under the grant: %s header %q", BreakGlassHeader, h)
+	}
+	if r := w.ts.do(t, "GET", "/fhir/Patient/"+w.patients["A"], nil, doc...); r.Header.Get(BreakGlassHeader) != "" {
+		t.Errorf("read of his own patient carries %s", BreakGlassHeader)
+	}
 	rows, err := st.FindAudit(t.Context(), store.AuditFilter{Action: "read"})
 	if err != nil {
 		t.Fatal(err)

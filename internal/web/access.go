@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"carnet/internal/api"
 	"carnet/internal/policy"
 )
 
@@ -63,8 +64,29 @@ func cookieSafe(s string) string {
 // btgUntil reports the end of the user's grant to patient id, if one is
 // running.
 func (s *Server) btgUntil(r *http.Request, u *user, id string) (time.Time, bool) {
+	if t, ok := u.btg[id]; ok {
+		return t, true // the API said so on this request's Patient read
+	}
 	t, ok := btgEntries(r, u.AccountID, s.opt.Now())[id]
 	return t, ok
+}
+
+// noteBreakGlass records the API's word that a Patient read was made under
+// an active break-the-glass grant (whichever browser or instance made it).
+func (u *user) noteBreakGlass(id string, a *apiResponse) {
+	h := a.Header.Get(api.BreakGlassHeader)
+	_, exp, ok := strings.Cut(h, "; expires=")
+	if !ok {
+		return
+	}
+	t, err := time.Parse(time.RFC3339, exp)
+	if err != nil {
+		return
+	}
+	if u.btg == nil {
+		u.btg = map[string]time.Time{}
+	}
+	u.btg[id] = t
 }
 
 func (s *Server) rememberBTG(w http.ResponseWriter, r *http.Request, u *user, id string, until time.Time) {

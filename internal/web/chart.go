@@ -457,6 +457,7 @@ func (s *Server) readPatient(w http.ResponseWriter, r *http.Request, u *user, id
 		s.patientRefused(w, r, u, id, a)
 		return nil, nil, false
 	}
+	u.noteBreakGlass(id, a)
 	pr, err := a.Resource()
 	if err != nil {
 		s.render(w, r, http.StatusBadGateway, "error", s.newPage(r, u).withError(s.t(r, "error.unavailable")))

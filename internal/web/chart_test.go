@@ -506,6 +506,14 @@ func TestBreakTheGlass(t *testing.T) {
 	if !strings.Contains(body, `class="btg-active"`) {
 		t.Error("no break-the-glass banner on the encounters page")
 	}
+	// Another browser of the same clinician (no cookie of the grant): the
+	// API's word on the Patient read shows the banner too.
+	b2 := a.browser(t)
+	b2.login(m)
+	_, body = b2.get("/app/patients/" + pat.ID)
+	if !strings.Contains(body, `class="btg-active"`) {
+		t.Error("no break-the-glass banner in another browser of the same clinician")
+	}
 	// The access history shows it, marked.
 	resp, body = b.get("/app/patients/" + pat.ID + "/access")
 	wantStatus(t, "access history", resp, body, http.StatusOK)

@@ -36,6 +36,10 @@ type user struct {
 	token   string // access token, for API calls
 	expires time.Time
 	csrf    string
+	// btg: the patients this request read under one of the user's active
+	// break-the-glass grants, and when each grant ends (the API's
+	// Carnet-Break-Glass header on the Patient read).
+	btg map[string]time.Time
 }
 
 func (s *Server) secure(r *http.Request) bool { return s.opt.SecureCookies || r.TLS != nil }
