@@ -449,18 +449,8 @@ func (s *Server) chart(w http.ResponseWriter, r *http.Request, u *user) {
 // physician and the facility as requests the caller makes along with its
 // own (one round trip less before the sections start).
 func (s *Server) readPatient(w http.ResponseWriter, r *http.Request, u *user, id string) (*patientView, []*fetch, bool) {
-	a := s.call(r, u, http.MethodGet, "/fhir/Patient/"+url.PathEscape(id), nil)
-	if s.handled(w, r, u, a) {
-		return nil, nil, false
-	}
-	if !a.OK() {
-		s.patientRefused(w, r, u, id, a)
-		return nil, nil, false
-	}
-	u.noteBreakGlass(id, a)
-	pr, err := a.Resource()
-	if err != nil {
-		s.render(w, r, http.StatusBadGateway, "error", s.newPage(r, u).withError(s.t(r, "error.unavailable")))
+	pr, ok := s.readPatientResource(w, r, u, id)
+	if !ok {
 		return nil, nil, false
 	}
 	v := newPatientView(pr, s.opt.Now())

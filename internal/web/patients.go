@@ -122,18 +122,8 @@ func allDigits(s string) bool {
 // attending physician and facility. It answers the page itself (and
 // reports false) when the API refuses.
 func (s *Server) loadPatient(w http.ResponseWriter, r *http.Request, u *user, id string) (*patientView, res, bool) {
-	a := s.call(r, u, http.MethodGet, "/fhir/Patient/"+url.PathEscape(id), nil)
-	if s.handled(w, r, u, a) {
-		return nil, nil, false
-	}
-	if !a.OK() {
-		s.patientRefused(w, r, u, id, a)
-		return nil, nil, false
-	}
-	u.noteBreakGlass(id, a)
-	pr, err := a.Resource()
-	if err != nil {
-		s.render(w, r, http.StatusBadGateway, "error", s.newPage(r, u).withError(s.t(r, "error.unavailable")))
+	pr, ok := s.readPatientResource(w, r, u, id)
+	if !ok {
 		return nil, nil, false
 	}
 	v := newPatientView(pr, s.opt.Now())
@@ -168,4 +158,25 @@ func (s *Server) patientRefused(w http.ResponseWriter, r *http.Request, u *user,
 		return
 	}
 	s.render(w, r, a.Status, "error", p)
+}
+
+// readPatientResource reads a Patient through the API: the access decision.
+// A refusal (or an unreadable answer) answers the page itself and reports
+// false; a read under a break-the-glass grant is noted for the banner.
+func (s *Server) readPatientResource(w http.ResponseWriter, r *http.Request, u *user, id string) (res, bool) {
+	a := s.call(r, u, http.MethodGet, "/fhir/Patient/"+url.PathEscape(id), nil)
+	if s.handled(w, r, u, a) {
+		return nil, false
+	}
+	if !a.OK() {
+		s.patientRefused(w, r, u, id, a)
+		return nil, false
+	}
+	u.noteBreakGlass(id, a)
+	pr, err := a.Resource()
+	if err != nil {
+		s.render(w, r, http.StatusBadGateway, "error", s.newPage(r, u).withError(s.t(r, "error.unavailable")))
+		return nil, false
+	}
+	return pr, true
 }
