@@ -132,7 +132,7 @@ func (sf *storeFlags) unseal(ctx context.Context, st *store.SQL) error {
 	if err != nil {
 		return fmt.Errorf("%w (key file %s)", err, path)
 	}
-	kr.ReloadWith(func() (seal.KEK, error) { return seal.LoadKeyFile(path) })
+	kr.ReloadWithAny(seal.KeyFileCandidates(path))
 	st.UseSealer(kr)
 	sf.kr = kr
 	return nil

@@ -49,8 +49,8 @@ type Keyring struct {
 	st  KeyStore
 	kek KEK
 	// reloadKEK, when set, rereads the key-encryption key (the key file
-	// after another process rotated it).
-	reloadKEK func() (KEK, error)
+	// after another process rotated it): the candidates, in order.
+	reloadKEK func() ([]KEK, error)
 	reloadMu  sync.Mutex
 	createMu  sync.Mutex
 
@@ -91,7 +91,44 @@ func wrapAD(num uint32, scope string) []byte {
 // ReloadWith makes the keyring reread its keys when it meets a data key it
 // does not know (another process rotated or resealed), rereading the
 // key-encryption key with kek when the stored keys were rewrapped.
-func (k *Keyring) ReloadWith(kek func() (KEK, error)) { k.reloadKEK = kek }
+func (k *Keyring) ReloadWith(kek func() (KEK, error)) {
+	k.reloadKEK = func() ([]KEK, error) {
+		c, err := kek()
+		if err != nil {
+			return nil, err
+		}
+		return []KEK{c}, nil
+	}
+}
+
+// ReloadWithAny is ReloadWith with several candidate key-encryption keys,
+// tried in order (KeyFileCandidates: the key file, and the new one of a
+// rotation under way).
+func (k *Keyring) ReloadWithAny(keks func() ([]KEK, error)) { k.reloadKEK = keks }
+
+// KeyFileCandidates reads the key file at path and, while a rotation is
+// under way, the new key file beside it (carnet keys rotate writes
+// PATH.next, rewraps the data keys with it, then moves it to PATH): another
+// instance that meets the rewrapped keys in between opens them with it.
+func KeyFileCandidates(path string) func() ([]KEK, error) {
+	return func() ([]KEK, error) {
+		var out []KEK
+		var errs []error
+		for _, p := range []string{path, path + ".next"} {
+			kek, err := LoadKeyFile(p)
+			switch {
+			case err == nil:
+				out = append(out, kek)
+			case p == path || !errors.Is(err, ErrNoKeyFile):
+				errs = append(errs, err)
+			}
+		}
+		if len(out) == 0 {
+			return nil, errors.Join(errs...)
+		}
+		return out, nil
+	}
+}
 
 // Reload rereads the data keys from the store, and the key-encryption key
 // when the stored keys were rewrapped by another process.
@@ -113,14 +150,25 @@ func (k *Keyring) reload(ctx context.Context) error {
 func (k *Keyring) reloadLocked(ctx context.Context) error {
 	err := k.load(ctx)
 	if err != nil && k.reloadKEK != nil {
-		kek, kerr := k.reloadKEK()
+		keks, kerr := k.reloadKEK()
 		if kerr != nil {
 			return errors.Join(err, kerr)
 		}
+		k.mu.RLock()
+		old := k.kek
+		k.mu.RUnlock()
+		for _, kek := range keks {
+			k.mu.Lock()
+			k.kek = kek
+			k.mu.Unlock()
+			if err = k.load(ctx); err == nil {
+				return nil
+			}
+		}
+		// None fits: keep the key-encryption key that opened the keys held.
 		k.mu.Lock()
-		k.kek = kek
+		k.kek = old
 		k.mu.Unlock()
-		err = k.load(ctx)
 	}
 	return err
 }

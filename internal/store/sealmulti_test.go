@@ -115,7 +115,10 @@ func TestSealKeysAcrossInstances(t *testing.T) {
 			}
 		})
 	}
-	next := filepath.Join(t.TempDir(), "next.key")
+	// As carnet keys rotate does: the new key file beside the old one
+	// (PATH.next), the keys rewrapped, then the file moved into place; b
+	// meets rewrapped keys before and after the move.
+	next := keyPath + ".next"
 	nk, err := seal.InitKeyFile(next)
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +159,7 @@ func unsealWith(t *testing.T, st *store.SQL, path, reload string) *seal.Keyring 
 	if err != nil {
 		t.Fatalf("seal.Open: %v", err)
 	}
-	kr.ReloadWith(func() (seal.KEK, error) { return seal.LoadKeyFile(reload) })
+	kr.ReloadWithAny(seal.KeyFileCandidates(reload))
 	st.UseSealer(kr)
 	return kr
 }
