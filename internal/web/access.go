@@ -259,19 +259,10 @@ func (s *Server) accessHistory(w http.ResponseWriter, r *http.Request, u *user) 
 	d := &accessData{ID: id, From: strings.TrimSpace(r.URL.Query().Get("from")), To: strings.TrimSpace(r.URL.Query().Get("to"))}
 	p.Data = d
 	v := url.Values{"patient": {id}, "_count": {strconv.Itoa(accessLimit)}}
-	for _, f := range []struct {
-		val, prefix string
-	}{{d.From, "ge"}, {d.To, "le"}} {
-		if f.val == "" {
-			continue
-		}
-		iso, ok := isoDate(f.val)
-		if !ok {
-			p.Error = p.T("access.bad-date")
-			s.render(w, r, http.StatusBadRequest, "access", p)
-			return
-		}
-		v.Add("date", f.prefix+iso)
+	if !addDateRange(v, d.From, d.To) {
+		p.Error = p.T("access.bad-date")
+		s.render(w, r, http.StatusBadRequest, "access", p)
+		return
 	}
 	a := s.call(r, u, http.MethodGet, "/fhir/AuditEvent?"+v.Encode(), nil)
 	if s.handled(w, r, u, a) {

@@ -109,6 +109,22 @@ func isoDate(s string) (string, bool) {
 	return "", false
 }
 
+// addDateRange adds an AuditEvent date range (from and to as the user
+// typed them, either may be empty) to v; false if one is unreadable.
+func addDateRange(v url.Values, from, to string) bool {
+	for _, f := range []struct{ prefix, val string }{{"ge", from}, {"le", to}} {
+		if f.val == "" {
+			continue
+		}
+		iso, ok := isoDate(f.val)
+		if !ok {
+			return false
+		}
+		v.Add("date", f.prefix+iso)
+	}
+	return true
+}
+
 func allDigits(s string) bool {
 	for _, c := range s {
 		if c < '0' || c > '9' {

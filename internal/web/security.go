@@ -361,17 +361,10 @@ func (s *Server) secAudit(w http.ResponseWriter, r *http.Request, u *user) {
 			v.Set(f.k, f.v)
 		}
 	}
-	for _, f := range []struct{ prefix, v string }{{"ge", d.From}, {"le", d.To}} {
-		if f.v == "" {
-			continue
-		}
-		iso, ok := isoDate(f.v)
-		if !ok {
-			p.Error = p.T("sec.bad-date")
-			s.render(w, r, http.StatusBadRequest, "security_audit", p)
-			return
-		}
-		v.Add("date", f.prefix+iso)
+	if !addDateRange(v, d.From, d.To) {
+		p.Error = p.T("sec.bad-date")
+		s.render(w, r, http.StatusBadRequest, "security_audit", p)
+		return
 	}
 	a := s.call(r, u, http.MethodGet, "/fhir/AuditEvent?"+v.Encode(), nil)
 	if s.handled(w, r, u, a) {
