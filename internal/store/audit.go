@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -86,10 +87,21 @@ func (s *SQL) appendAudit(tx wtx, batch []*commitReq) error {
 // value. Client addresses and sessions are filtered on the log's columns,
 // within the time window an incident gives: keying them too would double
 // the cost of keys for searches that are rare and bounded in time.
+//
+// A key names a block of auditKeyBlock consecutive entries (audit_key.idx
+// is the block's first index), not each entry: a busy account or an open
+// chart puts many entries in one block, and keying every entry cost the
+// writer about a tenth of a loaded server's CPU. A search reads the blocks
+// of its key and keeps the entries whose columns match. Keys written
+// before blocks name one entry each, and the search reads them the same
+// way (the block that holds the entry).
 const (
 	keyPatient = "p "
 	keyAccount = "a "
 )
+
+// auditKeyBlock is how many consecutive entries one search key names.
+const auditKeyBlock = 64
 
 // auditKeyEvery is how often the writer keys new audit entries.
 const auditKeyEvery = time.Second
@@ -136,7 +148,19 @@ func (s *SQL) indexAuditChunk(max int) (more bool, err error) {
 		if err != nil {
 			return fmt.Errorf("store: audit keys: %w", err)
 		}
+		type blockKey struct {
+			k     string
+			block int64
+		}
+		seen := map[blockKey]bool{}
 		var keys [][]any
+		add := func(k string, idx int64) {
+			bk := blockKey{k, idx / auditKeyBlock * auditKeyBlock}
+			if !seen[bk] {
+				seen[bk] = true
+				keys = append(keys, []any{bk.k, bk.block})
+			}
+		}
 		for rows.Next() {
 			var idx int64
 			var account, patients string
@@ -144,16 +168,39 @@ func (s *SQL) indexAuditChunk(max int) (more bool, err error) {
 				rows.Close()
 				return fmt.Errorf("store: audit keys: %w", err)
 			}
-			for _, p := range strings.Fields(patients) {
-				keys = append(keys, []any{keyPatient + p, idx})
+			for p := range strings.FieldsSeq(patients) {
+				add(keyPatient+p, idx)
 			}
 			if account != "" {
-				keys = append(keys, []any{keyAccount + account, idx})
+				add(keyAccount+account, idx)
 			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("store: audit keys: %w", err)
+		}
+		// The chunk before this one may have keyed its first block.
+		if upto%auditKeyBlock != 0 && len(keys) > 0 {
+			first := upto / auditKeyBlock * auditKeyBlock
+			rows, err := tx.Query(`SELECT k FROM audit_key WHERE idx = ?`, first)
+			if err != nil {
+				return fmt.Errorf("store: audit keys: %w", err)
+			}
+			for rows.Next() {
+				var k string
+				if err := rows.Scan(&k); err != nil {
+					rows.Close()
+					return fmt.Errorf("store: audit keys: %w", err)
+				}
+				seen[blockKey{k, first}] = false // keyed already
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("store: audit keys: %w", err)
+			}
+			keys = slices.DeleteFunc(keys, func(r []any) bool {
+				return r[1].(int64) == first && !seen[blockKey{r[0].(string), first}]
+			})
 		}
 		slices.SortFunc(keys, func(a, b []any) int {
 			if c := strings.Compare(a[0].(string), b[0].(string)); c != 0 {
@@ -227,24 +274,27 @@ func (s *SQL) FindAudit(ctx context.Context, f AuditFilter) ([]AuditRow, error) 
 	if err := s.IndexAudit(ctx); err != nil {
 		return nil, err
 	}
-	q := `SELECT l.idx, l.entry FROM audit_log l`
+	// The patient or else the account drives the search through the
+	// blocks audit_key names for it; the entries of those blocks are kept
+	// if their columns match.
+	q := `SELECT l.idx, l.entry, l.account, l.patients FROM audit_log l`
 	var conds []string
 	var args []any
-	// The patient or else the account drives the search through audit_key;
-	// the other fields are checked on the entry's columns.
+	var key string
 	switch {
 	case f.Patient != "":
-		q += ` JOIN audit_key k ON k.idx = l.idx`
-		conds = append(conds, `k.k = ?`)
-		args = append(args, keyPatient+f.Patient)
-		if f.Account != "" {
-			conds = append(conds, `l.account = ?`)
-			args = append(args, f.Account)
-		}
+		key = keyPatient + f.Patient
 	case f.Account != "":
-		q += ` JOIN audit_key k ON k.idx = l.idx`
-		conds = append(conds, `k.k = ?`)
-		args = append(args, keyAccount+f.Account)
+		key = keyAccount + f.Account
+	}
+	if key != "" {
+		q = `SELECT l.idx, l.entry, l.account, l.patients FROM (SELECT DISTINCT idx / ` + strconv.Itoa(auditKeyBlock) + ` AS b FROM audit_key WHERE k = ?) kb` +
+			` JOIN audit_log l ON l.idx >= kb.b * ` + strconv.Itoa(auditKeyBlock) + ` AND l.idx < (kb.b + 1) * ` + strconv.Itoa(auditKeyBlock)
+		args = append(args, key)
+	}
+	if f.Account != "" {
+		conds = append(conds, `l.account = ?`)
+		args = append(args, f.Account)
 	}
 	for _, c := range []struct{ col, v string }{{"l.client", f.Client}, {"l.session", f.Session}, {"l.action", f.Action}} {
 		if c.v != "" {
@@ -268,7 +318,7 @@ func (s *SQL) FindAudit(ctx context.Context, f AuditFilter) ([]AuditRow, error) 
 		}
 	}
 	q += ` ORDER BY l.idx`
-	if f.Limit > 0 {
+	if f.Limit > 0 && f.Patient == "" {
 		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
 	}
 	rows, err := s.rdb.QueryContext(ctx, s.q(q), args...)
@@ -279,10 +329,17 @@ func (s *SQL) FindAudit(ctx context.Context, f AuditFilter) ([]AuditRow, error) 
 	var out []AuditRow
 	for rows.Next() {
 		var r AuditRow
-		if err := rows.Scan(&r.Index, &r.Entry); err != nil {
+		var account, patients string
+		if err := rows.Scan(&r.Index, &r.Entry, &account, &patients); err != nil {
 			return nil, err
 		}
+		if f.Patient != "" && !slices.Contains(strings.Fields(patients), f.Patient) {
+			continue // another entry of the patient's block
+		}
 		out = append(out, r)
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
 	}
 	return out, rows.Err()
 }

@@ -142,13 +142,44 @@ func TestAuditSearchKeys(t *testing.T) {
 		check("session", store.AuditFilter{Session: "sess-9-3"}, func(r *store.AuditRecord) bool { return r.Session == "sess-9-3" })
 		check("action", store.AuditFilter{Action: "login", Until: until}, func(r *store.AuditRecord) bool { return r.Action == "login" && r.At.Before(until) })
 
+		// A limit keeps the first entries that match, not the first of the
+		// blocks read.
+		rows, err := s.FindAudit(ctx, store.AuditFilter{Patient: "pat-5", Limit: 3})
+		if w := want(func(r *store.AuditRecord) bool { return slices.Contains(r.Patients, "pat-5") })[:3]; err != nil || len(rows) != 3 || rows[0].Index != w[0] || rows[2].Index != w[2] {
+			t.Fatalf("patient pat-5, limit 3: %d rows, %v; want %v", len(rows), err, w)
+		}
+		// One key per block of entries that holds the patient or account,
+		// not one per entry.
+		type block struct {
+			k     string
+			first int64
+		}
+		blocks := map[block]bool{}
+		for idx, r := range byIdx {
+			for _, p := range r.Patients {
+				if p != "" {
+					blocks[block{"p " + p, idx / 64}] = true
+				}
+			}
+			if r.Account != "" {
+				blocks[block{"a " + r.Account, idx / 64}] = true
+			}
+		}
+		var keys int
+		if err := s.WriterSetting(ctx, `SELECT count(*) FROM audit_key`, &keys); err != nil {
+			t.Fatal(err)
+		}
+		if keys != len(blocks) {
+			t.Errorf("%d search keys, want %d (one per block of 64 entries and patient or account)", keys, len(blocks))
+		}
+
 		// An entry is found by the very next search, keys or not.
 		last := auditRec(n+1, base.Add(time.Hour))
 		last.Patients = []string{"pat-fresh"}
 		if err := s.AppendAudit(ctx, last); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := s.FindAudit(ctx, store.AuditFilter{Patient: "pat-fresh"})
+		rows, err = s.FindAudit(ctx, store.AuditFilter{Patient: "pat-fresh"})
 		if err != nil || len(rows) != 1 || rows[0].Index != n {
 			t.Fatalf("fresh entry: %d rows, %v", len(rows), err)
 		}

@@ -56,6 +56,11 @@ var auditSchema = [][]string{
 		`CREATE TABLE audit.audit_keyed (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL)`,
 		`INSERT INTO audit.audit_keyed SELECT 1, COALESCE(MAX(idx) + 1, 0) FROM audit.audit_log`,
 	},
+	{ // 3: search keys name blocks of entries, and a search checks each
+		// entry's patients column: fill it for entries logged before step 2
+		// (their patients were in audit_patient only).
+		`UPDATE audit.audit_log SET patients = g.ps FROM (SELECT idx, group_concat(substr(k, 3), ' ') AS ps FROM audit.audit_key WHERE k >= 'p ' AND k < 'p!' GROUP BY idx) AS g WHERE audit_log.idx = g.idx AND audit_log.patients = ''`,
+	},
 }
 
 // migrateAudit brings the attached audit database to the last step of
