@@ -108,8 +108,9 @@ func (s *Server) exportCaller() (ExportRepo, error) {
 	return repo, nil
 }
 
-// exportView is an export request as the API shows it (never its key).
-type exportView struct {
+// ExportView is an export request as the API shows it (never its key);
+// the web application decodes the same shape.
+type ExportView struct {
 	ID           string     `json:"id"`
 	Status       string     `json:"status"`
 	Requester    string     `json:"requester"`
@@ -156,12 +157,12 @@ func (s *Server) username(ctx context.Context, id string, cache map[string]strin
 	return n
 }
 
-func (s *Server) viewExport(r *http.Request, e *store.ExportRequest, names map[string]string) exportView {
+func (s *Server) viewExport(r *http.Request, e *store.ExportRequest, names map[string]string) ExportView {
 	status := e.Status
 	if (status == store.ExportPending || status == store.ExportApproved) && !s.now().Before(e.Expires) {
 		status = store.ExportExpired
 	}
-	v := exportView{ID: e.ID, Status: status, Requester: s.username(r.Context(), e.Requester, names), Facility: e.Facility, FacilityName: e.FacilityName,
+	v := ExportView{ID: e.ID, Status: status, Requester: s.username(r.Context(), e.Requester, names), Facility: e.Facility, FacilityName: e.FacilityName,
 		Types: nonNil(e.Types), Since: optTime(e.Since), Until: optTime(e.Until), Reason: e.Reason, Recipient: e.Recipient, MaxPatients: e.MaxPatients,
 		ValidHours: e.Valid.Hours(), Created: e.Created, DecidedBy: s.username(r.Context(), e.DecidedBy, names), Decided: optTime(e.Decided),
 		Note: e.DecisionNote, Expires: e.Expires, Downloaded: optTime(e.Downloaded), Patients: e.Patients, Rows: e.Rows}
@@ -383,7 +384,7 @@ func (s *Server) listExports(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	names := map[string]string{}
-	out := []exportView{}
+	out := []ExportView{}
 	for _, e := range es {
 		v := s.viewExport(r, e, names)
 		if status == "" || v.Status == status {

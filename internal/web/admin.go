@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"carnet/internal/api"
 	"carnet/internal/policy"
 )
 
@@ -739,29 +740,11 @@ func (s *Server) adminFacilities(w http.ResponseWriter, r *http.Request, u *user
 // exportTypes are the types an export may carry (patient data).
 var exportTypes = []string{"Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "CareTeam", "ChargeItem", "Invoice"}
 
-// apiExport is an export request as the API shows it.
+// apiExport is an export request as the API shows it, and whether the
+// user asked for it.
 type apiExport struct {
-	ID           string     `json:"id"`
-	Status       string     `json:"status"`
-	Requester    string     `json:"requester"`
-	Facility     string     `json:"facility"`
-	FacilityName string     `json:"facility_name"`
-	Types        []string   `json:"types"`
-	Since        *time.Time `json:"since"`
-	Until        *time.Time `json:"until"`
-	Reason       string     `json:"reason"`
-	Recipient    string     `json:"recipient"`
-	MaxPatients  int        `json:"max_patients"`
-	ValidHours   float64    `json:"valid_hours"`
-	Created      time.Time  `json:"created"`
-	DecidedBy    string     `json:"decided_by"`
-	Decided      *time.Time `json:"decided"`
-	Note         string     `json:"decision_note"`
-	Expires      time.Time  `json:"expires"`
-	Downloaded   *time.Time `json:"downloaded"`
-	Patients     int        `json:"patients"`
-	Rows         int        `json:"rows"`
-	Mine         bool       `json:"-"`
+	api.ExportView
+	Mine bool `json:"-"`
 }
 
 // exportForm is the request form's input (kept on a refusal).

@@ -23,21 +23,41 @@ import (
 
 // chartRoutes registers the chart and the pages reached from it.
 func (s *Server) chartRoutes() {
-	s.page("GET "+Prefix+"patients/{id}", s.chart)
-	s.page("GET "+Prefix+"patients/{id}/encounters", s.sectionPage(secEncounters))
-	s.page("GET "+Prefix+"patients/{id}/conditions", s.sectionPage(secConditions))
-	s.page("GET "+Prefix+"patients/{id}/observations", s.sectionPage(secObservations))
-	s.page("GET "+Prefix+"patients/{id}/billing", s.sectionPage(secBilling))
-	s.page("GET "+Prefix+"patients/{id}/prescriptions", s.prescriptions)
-	s.page("POST "+Prefix+"patients/{id}/prescriptions", s.prescribe)
-	s.page("POST "+Prefix+"patients/{id}/prescriptions/{rx}/stop", s.stopPrescription)
-	s.page("GET "+Prefix+"patients/{id}/death", s.deathForm)
-	s.page("POST "+Prefix+"patients/{id}/death", s.declareDeath)
-	s.page("GET "+Prefix+"patients/{id}/break-the-glass", s.breakGlassForm)
-	s.page("POST "+Prefix+"patients/{id}/break-the-glass", s.breakGlass)
-	s.page("GET "+Prefix+"patients/{id}/access", s.accessHistory)
+	s.patientPage("GET "+Prefix+"patients/{id}", s.chart)
+	s.patientPage("GET "+Prefix+"patients/{id}/encounters", s.sectionPage(secEncounters))
+	s.patientPage("GET "+Prefix+"patients/{id}/conditions", s.sectionPage(secConditions))
+	s.patientPage("GET "+Prefix+"patients/{id}/observations", s.sectionPage(secObservations))
+	s.patientPage("GET "+Prefix+"patients/{id}/billing", s.sectionPage(secBilling))
+	s.patientPage("GET "+Prefix+"patients/{id}/prescriptions", s.prescriptions)
+	s.patientPage("POST "+Prefix+"patients/{id}/prescriptions", s.prescribe)
+	s.patientPage("POST "+Prefix+"patients/{id}/prescriptions/{rx}/stop", s.stopPrescription)
+	s.patientPage("GET "+Prefix+"patients/{id}/death", s.deathForm)
+	s.patientPage("POST "+Prefix+"patients/{id}/death", s.declareDeath)
+	s.patientPage("GET "+Prefix+"patients/{id}/break-the-glass", s.breakGlassForm)
+	s.patientPage("POST "+Prefix+"patients/{id}/break-the-glass", s.breakGlass)
+	s.patientPage("GET "+Prefix+"patients/{id}/access", s.accessHistory)
 	s.page("GET "+Prefix+"admission", s.admissionForm)
 	s.page("POST "+Prefix+"admission", s.admit)
+}
+
+// patientPage registers a page under patients/{id}: a path id that cannot
+// be a FHIR id ({id}, and {rx} where the pattern has it) gets the not-found
+// page before h runs, so h asks the API only for well-formed ids.
+func (s *Server) patientPage(pattern string, h func(w http.ResponseWriter, r *http.Request, u *user)) {
+	var names []string
+	for _, n := range []string{"id", "rx"} {
+		if strings.Contains(pattern, "{"+n+"}") {
+			names = append(names, n)
+		}
+	}
+	s.page(pattern, func(w http.ResponseWriter, r *http.Request, u *user) {
+		for _, n := range names {
+			if s.badPatientID(w, r, u, r.PathValue(n)) {
+				return
+			}
+		}
+		h(w, r, u)
+	})
 }
 
 // may reports whether the user's roles (narrowed by the token's scopes)
@@ -392,9 +412,6 @@ const (
 
 func (s *Server) chart(w http.ResponseWriter, r *http.Request, u *user) {
 	id := r.PathValue("id")
-	if s.badPatientID(w, r, u, id) {
-		return
-	}
 	pv, names, ok := s.readPatient(w, r, u, id)
 	if !ok {
 		return
@@ -532,9 +549,6 @@ func offsetOf(r *http.Request) (int, bool) {
 func (s *Server) sectionPage(sec string) func(w http.ResponseWriter, r *http.Request, u *user) {
 	return func(w http.ResponseWriter, r *http.Request, u *user) {
 		id := r.PathValue("id")
-		if s.badPatientID(w, r, u, id) {
-			return
-		}
 		off, ok := offsetOf(r)
 		if !ok {
 			p := s.newPage(r, u)

@@ -88,9 +88,6 @@ type rxData struct {
 // paged) with the form for those who prescribe.
 func (s *Server) prescriptions(w http.ResponseWriter, r *http.Request, u *user) {
 	id := r.PathValue("id")
-	if s.badPatientID(w, r, u, id) {
-		return
-	}
 	pv, _, ok := s.loadPatient(w, r, u, id)
 	if !ok {
 		return
@@ -139,9 +136,6 @@ func (s *Server) renderPrescriptions(w http.ResponseWriter, r *http.Request, u *
 // encounter.
 func (s *Server) prescribe(w http.ResponseWriter, r *http.Request, u *user) {
 	id := r.PathValue("id")
-	if s.badPatientID(w, r, u, id) {
-		return
-	}
 	form := rxForm{Med: strings.TrimSpace(r.PostFormValue("med")), MedText: strings.TrimSpace(r.PostFormValue("med_text")),
 		Dose: strings.TrimSpace(r.PostFormValue("dose")), Route: r.PostFormValue("route")}
 	pv, _, ok := s.loadPatient(w, r, u, id)
@@ -229,9 +223,6 @@ func (s *Server) prescribe(w http.ResponseWriter, r *http.Request, u *user) {
 // meanwhile is refused, not overwritten).
 func (s *Server) stopPrescription(w http.ResponseWriter, r *http.Request, u *user) {
 	id, rx := r.PathValue("id"), r.PathValue("rx")
-	if s.badPatientID(w, r, u, id) || s.badPatientID(w, r, u, rx) {
-		return
-	}
 	pv, _, ok := s.loadPatient(w, r, u, id)
 	if !ok {
 		return
@@ -328,9 +319,6 @@ func (s *Server) deathPage(w http.ResponseWriter, r *http.Request, u *user, pv *
 
 func (s *Server) deathForm(w http.ResponseWriter, r *http.Request, u *user) {
 	id := r.PathValue("id")
-	if s.badPatientID(w, r, u, id) {
-		return
-	}
 	pv, _, ok := s.loadPatient(w, r, u, id)
 	if !ok {
 		return
@@ -344,9 +332,6 @@ func (s *Server) deathForm(w http.ResponseWriter, r *http.Request, u *user) {
 // for the patient.
 func (s *Server) declareDeath(w http.ResponseWriter, r *http.Request, u *user) {
 	id := r.PathValue("id")
-	if s.badPatientID(w, r, u, id) {
-		return
-	}
 	pv, pr, ok := s.loadPatient(w, r, u, id)
 	if !ok {
 		return
