@@ -277,13 +277,22 @@ func fill[T any](p *page, sec *section[T], f *fetch, typ string, row func(*bundl
 
 func search(typ string, v url.Values) string { return "/fhir/" + typ + "?" + v.Encode() }
 
-func encounterQuery(id string, count, offset int) string {
-	v := url.Values{"patient": {id}, "_sort": {"-date"}, "_count": {strconv.Itoa(count)},
-		"_include": {"Encounter:service-provider", "Encounter:participant"}}
+// patientSearch is the API search of count resources of typ of patient
+// id from offset, in sort's order, with more parameters.
+func patientSearch(typ, id, sort string, count, offset int, more url.Values) string {
+	v := url.Values{"patient": {id}, "_sort": {sort}, "_count": {strconv.Itoa(count)}}
+	for k, vs := range more {
+		v[k] = vs
+	}
 	if offset > 0 {
 		v.Set("_offset", strconv.Itoa(offset))
 	}
-	return search("Encounter", v)
+	return search(typ, v)
+}
+
+func encounterQuery(id string, count, offset int) string {
+	return patientSearch("Encounter", id, "-date", count, offset,
+		url.Values{"_include": {"Encounter:service-provider", "Encounter:participant"}})
 }
 
 func encounterRowOf(b *bundle, e res) encounterRow {
@@ -299,11 +308,7 @@ func encounterRowOf(b *bundle, e res) encounterRow {
 }
 
 func conditionQuery(id string, count, offset int) string {
-	v := url.Values{"patient": {id}, "_sort": {"-recorded-date"}, "_count": {strconv.Itoa(count)}}
-	if offset > 0 {
-		v.Set("_offset", strconv.Itoa(offset))
-	}
-	return search("Condition", v)
+	return patientSearch("Condition", id, "-recorded-date", count, offset, nil)
 }
 
 func conditionRowOf(_ *bundle, c res) conditionRow {
@@ -317,11 +322,7 @@ func conditionRowOf(_ *bundle, c res) conditionRow {
 }
 
 func observationQuery(id string, count, offset int) string {
-	v := url.Values{"patient": {id}, "_sort": {"-date"}, "_count": {strconv.Itoa(count)}}
-	if offset > 0 {
-		v.Set("_offset", strconv.Itoa(offset))
-	}
-	return search("Observation", v)
+	return patientSearch("Observation", id, "-date", count, offset, nil)
 }
 
 func obsRowOf(_ *bundle, o res) obsRow {
@@ -347,17 +348,12 @@ func obsWhen(o res) string {
 }
 
 func prescriptionQuery(id string, active bool, count, offset int) string {
-	v := url.Values{"patient": {id}, "_sort": {"-authoredon"}, "_count": {strconv.Itoa(count)},
-		"_include": {"MedicationRequest:requester"}}
+	status := "on-hold,cancelled,completed,entered-in-error,stopped,draft,unknown"
 	if active {
-		v.Set("status", "active")
-	} else {
-		v.Set("status", "on-hold,cancelled,completed,entered-in-error,stopped,draft,unknown")
+		status = "active"
 	}
-	if offset > 0 {
-		v.Set("_offset", strconv.Itoa(offset))
-	}
-	return search("MedicationRequest", v)
+	return patientSearch("MedicationRequest", id, "-authoredon", count, offset,
+		url.Values{"_include": {"MedicationRequest:requester"}, "status": {status}})
 }
 
 func rxRowOf(b *bundle, m res) rxRow {
@@ -377,11 +373,7 @@ func rxRowOf(b *bundle, m res) rxRow {
 }
 
 func chargeQuery(id string, count, offset int) string {
-	v := url.Values{"patient": {id}, "_sort": {"-occurrence"}, "_count": {strconv.Itoa(count)}}
-	if offset > 0 {
-		v.Set("_offset", strconv.Itoa(offset))
-	}
-	return search("ChargeItem", v)
+	return patientSearch("ChargeItem", id, "-occurrence", count, offset, nil)
 }
 
 func chargeRowOf(_ *bundle, c res) chargeRow {
