@@ -87,6 +87,10 @@ func TestAuditVerifyAndIncidentScopeCommands(t *testing.T) {
 	if code, _, errs := runCmd(t, "incident", "scope", "--data", data); code != 2 || !strings.Contains(errs, "exactly one") {
 		t.Errorf("scope without a subject: %d %s", code, errs)
 	}
+	// A mistyped username is an error, not an empty scope.
+	if code, out, errs := runCmd(t, "incident", "scope", "--data", data, "--account", "no.such.user"); code == 0 || !strings.Contains(errs, `no account "no.such.user"`) {
+		t.Errorf("scope of an unknown account: exit %d, %s %s", code, out, errs)
+	}
 }
 
 func firstPhysician(t *testing.T, data string) string {

@@ -111,22 +111,11 @@ func (s *Server) incidentScope(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auditAs(r, "", subject)
-	if iq.Account != "" {
-		// A mistyped username must not read as "no patient was touched".
-		_, err := s.admin.AccountByUsername(r.Context(), iq.Account)
-		if errors.Is(err, store.ErrNotFound) {
-			_, err = s.admin.AccountByID(r.Context(), iq.Account)
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			s.fail(w, r, fhir.NotFound("no account %q", clip(iq.Account)))
-			return
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
 	rep, err := incident.Scope(r.Context(), st, iq)
+	if errors.Is(err, incident.ErrNoAccount) {
+		s.fail(w, r, fhir.NotFound("no account %q", clip(iq.Account)))
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -28,6 +28,7 @@ import (
 // Store is what scoping reads.
 type Store interface {
 	AccountByUsername(ctx context.Context, username string) (*store.Account, error)
+	AccountByID(ctx context.Context, id string) (*store.Account, error)
 	FindAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditRow, error)
 }
 
@@ -86,17 +87,28 @@ func categoriesOf(typ string) []string {
 	return nil
 }
 
-// Scope reads the audit log for q.
+// ErrNoAccount: the query names an account that does not exist.
+var ErrNoAccount = errors.New("incident: no such account")
+
+// Scope reads the audit log for q. An account that is neither a username
+// nor an account id is ErrNoAccount.
 func Scope(ctx context.Context, st Store, q Query) (*Report, error) {
 	f := store.AuditFilter{Session: q.Session, Client: q.Client, Since: q.Since, Until: q.Until}
 	rep := &Report{Query: q, Generated: time.Now().UTC()}
 	if q.Account != "" {
 		f.Account = q.Account
-		if a, err := st.AccountByUsername(ctx, strings.ToLower(q.Account)); err == nil {
-			f.Account = a.ID
-		} else if !errors.Is(err, store.ErrNotFound) {
+		a, err := st.AccountByUsername(ctx, strings.ToLower(q.Account))
+		if errors.Is(err, store.ErrNotFound) {
+			a, err = st.AccountByID(ctx, q.Account)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			// A mistyped username must not read as "no patient was touched".
+			return nil, fmt.Errorf("%w: no account %q (a username or an account id)", ErrNoAccount, q.Account)
+		}
+		if err != nil {
 			return nil, err
 		}
+		f.Account = a.ID
 		rep.AccountID = f.Account
 	}
 	rows, err := st.FindAudit(ctx, f)
