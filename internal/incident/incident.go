@@ -88,10 +88,18 @@ func categoriesOf(typ string) []string {
 }
 
 // ErrNoAccount: the query names an account that does not exist.
-var ErrNoAccount = errors.New("incident: no such account")
+var ErrNoAccount = errors.New("no such account")
+
+// noAccount is ErrNoAccount for one name.
+type noAccount string
+
+func (n noAccount) Error() string {
+	return fmt.Sprintf("no account %q (give a username or an account id)", string(n))
+}
+func (noAccount) Is(target error) bool { return target == ErrNoAccount }
 
 // Scope reads the audit log for q. An account that is neither a username
-// nor an account id is ErrNoAccount.
+// nor an account id is an error that is ErrNoAccount.
 func Scope(ctx context.Context, st Store, q Query) (*Report, error) {
 	f := store.AuditFilter{Session: q.Session, Client: q.Client, Since: q.Since, Until: q.Until}
 	rep := &Report{Query: q, Generated: time.Now().UTC()}
@@ -103,7 +111,7 @@ func Scope(ctx context.Context, st Store, q Query) (*Report, error) {
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			// A mistyped username must not read as "no patient was touched".
-			return nil, fmt.Errorf("%w: no account %q (a username or an account id)", ErrNoAccount, q.Account)
+			return nil, noAccount(q.Account)
 		}
 		if err != nil {
 			return nil, err
