@@ -966,6 +966,8 @@ func TestBrowserScreenshots(t *testing.T) {
 			tb.open("/app/patients/" + pat.ID + "/prescriptions")
 			tb.scrollTo("h-new-rx")
 			tb.shot("prescribe")
+			tb.open("/app/patients/" + pat.ID + "/access")
+			tb.shot("access")
 
 			other := notMine(t, a, m)
 			tb.open("/app/patients/" + other.ID)

@@ -202,7 +202,7 @@ var chartMessages = catalog{
 	"access.from":      {"Du", "From"},
 	"access.to":        {"Au", "To"},
 	"access.filter":    {"Filtrer", "Filter"},
-	"access.caption":   {"Accès au dossier %s : %d consultations (%d requêtes), les plus récentes d'abord", "Accesses to record %s: %d visits (%d requests), newest first"},
+	"access.caption":   {"Accès au dossier %s : %d consultation(s) (%d requête(s)), les plus récentes d'abord", "Accesses to record %s: %d visit(s) (%d request(s)), newest first"},
 	"access.when":      {"Quand", "When"},
 	"access.who":       {"Qui", "Who"},
 	"access.role":      {"Rôle", "Role"},
